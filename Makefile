@@ -1,0 +1,61 @@
+# The project's verbs: run, test, lint, bench. Each sets itself up on a bare machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+export PORT
+
+# Tests and benchmarks run on PostgreSQL and Redis; override either URL from the environment.
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/retention_crm
+TEST_BROKER_URL ?= redis://127.0.0.1:6379/0
+BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/retention_crm_bench
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: run test lint format bench browser venv clean
+
+$(BIN)/.installed: requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+venv: $(BIN)/.installed
+
+## run: the embedded demo (SQLite, filesystem broker) with web, worker and beat
+run: venv
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py seed_demo --if-empty
+	$(BIN)/python manage.py create_demo_admin
+	@echo ""
+	@echo "  Admin:    http://127.0.0.1:$(PORT)/admin/   (demo / demo)"
+	@echo "  API docs: http://127.0.0.1:$(PORT)/api/docs/"
+	@echo "  Ctrl-C stops web, worker and beat."
+	@echo ""
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho start -f Procfile
+
+## browser: Debian's chromium for the browser tests (installed once)
+browser:
+	@test -x $(CHROMIUM) || { \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+
+## test: the whole suite on PostgreSQL and Redis
+test: venv browser
+	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) CHROMIUM=$(CHROMIUM) \
+		$(BIN)/pytest -n 2 $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+## bench: load 1M customers / 10M purchases into PostgreSQL (see bench/README.md)
+bench: venv
+	DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python bench/generate.py $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache

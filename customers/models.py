@@ -1,0 +1,336 @@
+"""Customer data: the one record of every customer, their purchases, carts, consents and points.
+
+Invariants live here as database constraints so that no code path (API, admin, import, a bug)
+can break them. Business rules live in ``services.py``; nothing here overrides ``save()``.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.db.models.functions import ExtractDay, ExtractMonth
+from django.utils.timezone import now
+
+EXTERNAL_ID_MAX_LENGTH = 64
+MONEY_DIGITS = 12
+MONEY_PLACES = 2
+# E.164: a plus sign, a non-zero country digit, at most 15 digits in all.
+E164_PATTERN = r"^\+[1-9][0-9]{6,14}$"
+
+
+def store_timezone_name() -> str:
+    return settings.TIME_ZONE
+
+
+class Channel(models.TextChoices):
+    EMAIL = "email", "Email"
+    SMS = "sms", "SMS"
+    PUSH = "push", "Push"
+    WEBHOOK = "webhook", "Webhook"
+
+
+class ConsentSource(models.TextChoices):
+    API = "api", "API"
+    ADMIN = "admin", "Admin"
+    IMPORT = "import", "Import"
+    UNSUBSCRIBE_LINK = "unsubscribe_link", "Unsubscribe link"
+    PROVIDER = "provider", "Provider (bounce or complaint)"
+    ERASURE = "erasure", "GDPR erasure"
+
+
+class Customer(models.Model):
+    external_id = models.CharField(max_length=EXTERNAL_ID_MAX_LENGTH, unique=True)
+    email = models.EmailField(blank=True, default="")
+    phone = models.CharField(max_length=16, blank=True, default="", help_text="E.164, e.g. +4915112345678")
+    first_name = models.CharField(max_length=150, blank=True, default="")
+    last_name = models.CharField(max_length=150, blank=True, default="")
+    birth_date = models.DateField(null=True, blank=True)
+    # Derived by the database so birthday lookups can use an index on (month, day).
+    birth_month = models.GeneratedField(
+        expression=ExtractMonth("birth_date"),
+        output_field=models.SmallIntegerField(null=True),
+        db_persist=True,
+    )
+    birth_day = models.GeneratedField(
+        expression=ExtractDay("birth_date"), output_field=models.SmallIntegerField(null=True), db_persist=True
+    )
+    timezone = models.CharField(max_length=64, default=store_timezone_name, help_text="IANA name")
+    tags = models.JSONField(default=list, blank=True)
+    attributes = models.JSONField(default=dict, blank=True)
+    referred_by = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="referrals")
+    created_at = models.DateTimeField(default=now, help_text="Sign-up time")
+    updated_at = models.DateTimeField(auto_now=True)
+    erased_at = models.DateTimeField(null=True, blank=True, help_text="Set once by a GDPR erasure")
+
+    # Purchase stats, kept current by the purchase services on every write.
+    first_purchase_at = models.DateTimeField(null=True, blank=True)
+    last_purchase_at = models.DateTimeField(null=True, blank=True)
+    orders_count = models.PositiveIntegerField(default=0)
+    total_spent = models.DecimalField(max_digits=14, decimal_places=MONEY_PLACES, default=0)
+
+    # Loyalty: the cached sum of the points ledger, and the current tier's code.
+    points_balance = models.BigIntegerField(default=0)
+    tier = models.CharField(max_length=32, default="bronze")
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(external_id=""), name="customer_external_id_not_empty"),
+            models.CheckConstraint(condition=Q(phone="") | Q(phone__regex=E164_PATTERN), name="customer_phone_e164"),
+            models.CheckConstraint(condition=Q(total_spent__gte=0), name="customer_total_spent_gte_0"),
+            models.CheckConstraint(condition=Q(points_balance__gte=0), name="customer_points_balance_gte_0"),
+        ]
+        indexes = [
+            models.Index(fields=["email"], name="customer_email_idx"),
+            models.Index(fields=["phone"], name="customer_phone_idx"),
+            models.Index(fields=["created_at"], name="customer_created_at_idx"),
+            models.Index(fields=["last_purchase_at"], name="customer_last_purchase_idx"),
+            models.Index(fields=["first_purchase_at"], name="customer_first_purchase_idx"),
+            models.Index(fields=["birth_month", "birth_day"], name="customer_birthday_idx"),
+            models.Index(fields=["tier"], name="customer_tier_idx"),
+        ]
+
+    def __str__(self) -> str:
+        name = f"{self.first_name} {self.last_name}".strip()
+        return f"{self.external_id} ({name})" if name else self.external_id
+
+    @property
+    def is_erased(self) -> bool:
+        return self.erased_at is not None
+
+
+class Consent(models.Model):
+    """The current consent state for one customer and channel. No consent, no message."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="consents")
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    granted = models.BooleanField(default=False)
+    source = models.CharField(max_length=32, choices=ConsentSource.choices)
+    updated_at = models.DateTimeField(default=now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "channel"], name="consent_one_per_channel"),
+            models.CheckConstraint(condition=Q(channel__in=Channel.values), name="consent_channel_valid"),
+        ]
+        indexes = [models.Index(fields=["channel", "granted"], name="consent_channel_granted_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.channel}: {'granted' if self.granted else 'revoked'}"
+
+
+class ConsentEvent(models.Model):
+    """Append-only history of consent changes: who said yes or no, when, and through what."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="consent_events")
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    granted = models.BooleanField()
+    source = models.CharField(max_length=32, choices=ConsentSource.choices)
+    recorded_at = models.DateTimeField(default=now)
+
+    class Meta:
+        ordering = ["-recorded_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(channel__in=Channel.values), name="consent_event_channel_valid"),
+        ]
+        indexes = [models.Index(fields=["customer", "recorded_at"], name="consent_event_customer_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.channel} {'granted' if self.granted else 'revoked'} via {self.source}"
+
+
+class Product(models.Model):
+    sku = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=255, blank=True, default="")
+    category = models.CharField(max_length=128, blank=True, default="")
+    replenishment_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Typical days until a repeat purchase, for repeat-demand goods"
+    )
+
+    class Meta:
+        ordering = ["sku"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(sku=""), name="product_sku_not_empty"),
+            models.CheckConstraint(
+                condition=Q(replenishment_days__isnull=True) | Q(replenishment_days__gt=0),
+                name="product_replenishment_days_gt_0",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.sku} {self.name}".strip()
+
+
+class PurchaseStatus(models.TextChoices):
+    COMPLETED = "completed", "Completed"
+    REFUNDED = "refunded", "Refunded"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+class CartStatus(models.TextChoices):
+    OPEN = "open", "Open"
+    CONVERTED = "converted", "Converted"
+    ABANDONED = "abandoned", "Abandoned"
+
+
+class Cart(models.Model):
+    external_id = models.CharField(max_length=EXTERNAL_ID_MAX_LENGTH, unique=True)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="carts")
+    status = models.CharField(max_length=16, choices=CartStatus.choices, default=CartStatus.OPEN)
+    created_at = models.DateTimeField(default=now)
+    updated_at = models.DateTimeField(default=now, help_text="Last change of the cart's items")
+    converted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-updated_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(external_id=""), name="cart_external_id_not_empty"),
+            models.CheckConstraint(condition=Q(status__in=CartStatus.values), name="cart_status_valid"),
+        ]
+        indexes = [
+            models.Index(fields=["status", "updated_at"], name="cart_status_updated_idx"),
+            models.Index(fields=["customer", "status"], name="cart_customer_status_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.external_id
+
+
+class LineItem(models.Model):
+    """Fields shared by purchase and cart lines."""
+
+    sku = models.CharField(max_length=64)
+    name = models.CharField(max_length=255, blank=True, default="")
+    category = models.CharField(max_length=128, blank=True, default="")
+    quantity = models.PositiveIntegerField()
+    unit_price = models.DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES)
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return f"{self.quantity} x {self.sku}"
+
+
+class CartItem(LineItem):
+    cart = models.ForeignKey(Cart, on_delete=models.CASCADE, related_name="items")
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="cart_item_quantity_gt_0"),
+            models.CheckConstraint(condition=Q(unit_price__gte=0), name="cart_item_unit_price_gte_0"),
+        ]
+
+
+class Purchase(models.Model):
+    external_id = models.CharField(max_length=EXTERNAL_ID_MAX_LENGTH, unique=True)
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="purchases")
+    placed_at = models.DateTimeField()
+    total = models.DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES)
+    currency = models.CharField(max_length=3)
+    status = models.CharField(max_length=16, choices=PurchaseStatus.choices, default=PurchaseStatus.COMPLETED)
+    cart = models.ForeignKey(Cart, null=True, blank=True, on_delete=models.SET_NULL, related_name="purchases")
+    cart_external_id = models.CharField(max_length=EXTERNAL_ID_MAX_LENGTH, blank=True, default="")
+    points_redeemed = models.PositiveIntegerField(default=0)
+    # A digest of the content first sent, so a repeat can be told apart from a conflicting one.
+    content_digest = models.CharField(max_length=64, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-placed_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(external_id=""), name="purchase_external_id_not_empty"),
+            models.CheckConstraint(condition=Q(total__gte=0), name="purchase_total_gte_0"),
+            models.CheckConstraint(condition=Q(status__in=PurchaseStatus.values), name="purchase_status_valid"),
+        ]
+        indexes = [
+            models.Index(fields=["customer", "placed_at"], name="purchase_customer_placed_idx"),
+            # Metrics and triggers read completed purchases by time.
+            models.Index(
+                fields=["placed_at", "customer"],
+                condition=Q(status="completed"),
+                name="purchase_completed_placed_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.external_id
+
+
+class PurchaseItem(LineItem):
+    purchase = models.ForeignKey(Purchase, on_delete=models.CASCADE, related_name="items")
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(quantity__gt=0), name="purchase_item_quantity_gt_0"),
+            models.CheckConstraint(condition=Q(unit_price__gte=0), name="purchase_item_unit_price_gte_0"),
+        ]
+        indexes = [models.Index(fields=["sku"], name="purchase_item_sku_idx")]
+
+
+class NpsResponse(models.Model):
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="nps_responses")
+    score = models.PositiveSmallIntegerField()
+    comment = models.TextField(blank=True, default="")
+    answered_at = models.DateTimeField(default=now)
+
+    class Meta:
+        ordering = ["-answered_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(score__gte=0) & Q(score__lte=10), name="nps_score_0_to_10"),
+        ]
+        indexes = [models.Index(fields=["answered_at"], name="nps_answered_at_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id}: {self.score}"
+
+
+class PointsKind(models.TextChoices):
+    EARN = "earn", "Earn"
+    BONUS = "bonus", "Bonus"
+    REDEEM = "redeem", "Redeem"
+    EXPIRE = "expire", "Expire"
+    REVERSAL = "reversal", "Reversal"
+    ADJUST = "adjust", "Adjust"
+
+
+class PointsEntry(models.Model):
+    """One line of the append-only points ledger. Corrections are new entries, never edits.
+
+    Entries that add points (earn, bonus, positive adjust) are lots: ``remaining`` says how much of
+    the lot is left to spend or expire, oldest first.
+    """
+
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="points_entries")
+    kind = models.CharField(max_length=16, choices=PointsKind.choices)
+    points = models.BigIntegerField(help_text="Signed change of the balance")
+    idempotency_key = models.CharField(max_length=128, unique=True)
+    created_at = models.DateTimeField(default=now)
+    purchase = models.ForeignKey(
+        Purchase, null=True, blank=True, on_delete=models.PROTECT, related_name="points_entries"
+    )
+    reason = models.TextField(blank=True, default="")
+    expires_at = models.DateTimeField(null=True, blank=True)
+    remaining = models.BigIntegerField(null=True, blank=True, help_text="Unspent points of this lot")
+    uncovered = models.BigIntegerField(default=0, help_text="Points a reversal could not take back")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "points entries"
+        constraints = [
+            models.CheckConstraint(condition=Q(kind__in=PointsKind.values), name="points_kind_valid"),
+            models.CheckConstraint(
+                condition=Q(remaining__isnull=True) | Q(remaining__gte=0), name="points_remaining_gte_0"
+            ),
+            models.CheckConstraint(condition=Q(uncovered__gte=0), name="points_uncovered_gte_0"),
+        ]
+        indexes = [
+            models.Index(fields=["customer", "created_at"], name="points_customer_created_idx"),
+            models.Index(fields=["expires_at"], condition=Q(remaining__gt=0), name="points_open_lots_expiry_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.points:+d}"

@@ -1,0 +1,122 @@
+"""Reads: the customer 360 and customer lists."""
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.utils import timezone
+
+from customers.models import (
+    Cart,
+    Channel,
+    Consent,
+    ConsentEvent,
+    Customer,
+    PointsEntry,
+    Purchase,
+)
+
+# The 360 shows the most recent rows; the full history is a click away in the lists.
+RECENT_ROWS = 50
+
+
+@dataclass(frozen=True)
+class Customer360:
+    customer: Customer
+    consents: dict[str, bool]
+    purchases: list[Purchase]
+    purchases_total: int
+    carts: list[Cart]
+    consent_history: list[ConsentEvent]
+    points_entries: list[PointsEntry]
+    points_entries_total: int
+
+    def stats(self) -> dict[str, Any]:
+        c = self.customer
+        return {
+            "orders_count": c.orders_count,
+            "total_spent": c.total_spent,
+            "first_purchase_at": c.first_purchase_at,
+            "last_purchase_at": c.last_purchase_at,
+            "points_balance": c.points_balance,
+            "tier": c.tier,
+        }
+
+
+def customer_consents(*, customer: Customer) -> dict[str, bool]:
+    """Every channel's current consent; a channel never asked is False (no consent, no message)."""
+    granted = dict(Consent.objects.filter(customer=customer).values_list("channel", "granted"))
+    return {channel: granted.get(channel, False) for channel in Channel.values}
+
+
+def customer_360(*, customer: Customer) -> Customer360:
+    """Everything staff and the API show about one customer, in a fixed number of queries."""
+    purchases = customer.purchases.prefetch_related("items").order_by("-placed_at", "-id")
+    carts = customer.carts.prefetch_related("items").order_by("-updated_at", "-id")
+    entries = customer.points_entries.select_related("purchase").order_by("-created_at", "-id")
+    return Customer360(
+        customer=customer,
+        consents=customer_consents(customer=customer),
+        purchases=list(purchases[:RECENT_ROWS]),
+        purchases_total=purchases.count(),
+        carts=list(carts[:RECENT_ROWS]),
+        consent_history=list(customer.consent_events.order_by("-recorded_at", "-id")[:RECENT_ROWS]),
+        points_entries=list(entries[:RECENT_ROWS]),
+        points_entries_total=entries.count(),
+    )
+
+
+def customer_search(*, query: str, queryset: QuerySet[Customer] | None = None) -> QuerySet[Customer]:
+    """Customers whose external id, email or phone starts with the query, or whose name contains it."""
+    queryset = Customer.objects.all() if queryset is None else queryset
+    query = query.strip()
+    if not query:
+        return queryset
+    condition = (
+        Q(external_id__istartswith=query)
+        | Q(email__istartswith=query)
+        | Q(phone__startswith=query.replace(" ", ""))
+        | Q(first_name__icontains=query)
+        | Q(last_name__icontains=query)
+    )
+    parts = query.split()
+    if len(parts) == 2:  # "Ada Lovelace"
+        condition |= Q(first_name__iexact=parts[0], last_name__iexact=parts[1])
+    return queryset.filter(condition)
+
+
+def customers_with_consent(*, channel: str, queryset: QuerySet[Customer] | None = None) -> QuerySet[Customer]:
+    queryset = Customer.objects.all() if queryset is None else queryset
+    granted = Consent.objects.filter(customer=OuterRef("pk"), channel=channel, granted=True)
+    return queryset.filter(Exists(granted))
+
+
+def customers_without_consent(*, channel: str, queryset: QuerySet[Customer] | None = None) -> QuerySet[Customer]:
+    queryset = Customer.objects.all() if queryset is None else queryset
+    granted = Consent.objects.filter(customer=OuterRef("pk"), channel=channel, granted=True)
+    return queryset.filter(~Exists(granted))
+
+
+# Last-purchase ranges in days, as staff think of them: (label, newer bound, older bound).
+LAST_PURCHASE_RANGES = {
+    "30": ("within 30 days", 0, 30),
+    "90": ("30 to 90 days ago", 30, 90),
+    "180": ("90 to 180 days ago", 90, 180),
+    "365": ("180 to 365 days ago", 180, 365),
+    "older": ("more than a year ago", 365, None),
+}
+
+
+def customers_by_last_purchase(
+    *, range_key: str, queryset: QuerySet[Customer] | None = None, now: dt.datetime | None = None
+) -> QuerySet[Customer]:
+    queryset = Customer.objects.all() if queryset is None else queryset
+    if range_key == "never":
+        return queryset.filter(last_purchase_at__isnull=True)
+    _, newer_days, older_days = LAST_PURCHASE_RANGES[range_key]
+    now = now or timezone.now()
+    queryset = queryset.filter(last_purchase_at__lte=now - dt.timedelta(days=newer_days))
+    if older_days is not None:
+        queryset = queryset.filter(last_purchase_at__gt=now - dt.timedelta(days=older_days))
+    return queryset

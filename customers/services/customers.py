@@ -1,0 +1,189 @@
+"""Writes for customers and their consents."""
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Count, OuterRef, Subquery, Sum
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from customers.models import Channel, Consent, ConsentEvent, ConsentSource, Customer, Purchase, PurchaseStatus
+from customers.services import validation as v
+from retention_crm.errors import ApplicationError, Conflict, NotFound
+
+CUSTOMER_FIELDS = frozenset(
+    {
+        "email",
+        "phone",
+        "first_name",
+        "last_name",
+        "birth_date",
+        "timezone",
+        "tags",
+        "attributes",
+        "created_at",
+        "consents",
+        "referred_by",
+    }
+)
+_CLEANERS = {
+    "email": v.clean_email,
+    "phone": v.clean_phone,
+    "first_name": lambda value: v.clean_text(value, "first_name", 150),
+    "last_name": lambda value: v.clean_text(value, "last_name", 150),
+    "birth_date": v.clean_birth_date,
+    "timezone": v.clean_timezone,
+    "tags": v.clean_tags,
+    "attributes": v.clean_attributes,
+}
+
+
+def customer_get(*, external_id: str) -> Customer:
+    try:
+        return Customer.objects.get(external_id=external_id)
+    except Customer.DoesNotExist:
+        raise NotFound(f"No customer with external_id {external_id!r}.", code="customer_not_found") from None
+
+
+def customer_get_or_create_locked(*, external_id: str) -> tuple[Customer, bool]:
+    """The customer with this external id, created if unknown, and locked for this transaction.
+
+    Writes that change a customer's aggregates (purchases, points) take this lock first, so two
+    requests for one customer queue up instead of overwriting each other's figures.
+    """
+    external_id = v.clean_external_id(external_id, "customer")
+    customer, created = Customer.objects.get_or_create(external_id=external_id)
+    return Customer.objects.select_for_update().get(pk=customer.pk), created
+
+
+def _clean_consents(value: Any) -> dict[str, bool]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise v.invalid("consents", "must be an object of channel: true/false")
+    cleaned = {}
+    for channel, granted in value.items():
+        if channel not in Channel.values:
+            raise v.invalid("consents", f"unknown channel {channel!r}; use {', '.join(Channel.values)}")
+        if not isinstance(granted, bool):
+            raise v.invalid("consents", f"{channel} must be true or false")
+        cleaned[channel] = granted
+    return cleaned
+
+
+@dataclass(frozen=True)
+class CustomerChanges:
+    """Validated changes to a customer: only the fields that were given."""
+
+    external_id: str
+    values: dict[str, Any]
+    consents: dict[str, bool]
+    referrer: Customer | None
+
+
+def customer_changes_clean(*, external_id: str, data: dict[str, Any]) -> CustomerChanges:
+    """Validate a customer's fields (SPEC §6 customer shape); raises ApplicationError naming the field."""
+    unknown = set(data) - CUSTOMER_FIELDS
+    if unknown:
+        raise ApplicationError(
+            f"Unknown fields: {', '.join(sorted(unknown))}.",
+            code="unknown_fields",
+            fields={name: ["unknown field"] for name in sorted(unknown)},
+        )
+    external_id = v.clean_external_id(external_id)
+    values = {name: clean(data[name]) for name, clean in _CLEANERS.items() if name in data}
+    if "created_at" in data:
+        values["created_at"] = (
+            v.clean_datetime(data["created_at"], "created_at") if data["created_at"] else timezone.now()
+        )
+    referrer = None
+    if data.get("referred_by") not in (None, ""):
+        referrer_id = v.clean_external_id(data["referred_by"], "referred_by")
+        if referrer_id == external_id:
+            raise v.invalid("referred_by", "a customer cannot refer themselves")
+        referrer = Customer.objects.filter(external_id=referrer_id).first()
+        if referrer is None:
+            raise v.invalid("referred_by", f"no customer with external_id {referrer_id!r}")
+    return CustomerChanges(
+        external_id=external_id,
+        values=values,
+        consents=_clean_consents(data.get("consents")),
+        referrer=referrer,
+    )
+
+
+@transaction.atomic
+def customer_upsert(
+    *, external_id: str, data: dict[str, Any], source: str = ConsentSource.API
+) -> tuple[Customer, bool]:
+    """Create the customer or update the fields given in ``data``; absent fields keep their values.
+
+    Idempotent: the same call twice leaves the same record. An erased customer cannot be given
+    personal data again (erasure is irreversible).
+    """
+    changes = customer_changes_clean(external_id=external_id, data=data)
+    customer = Customer.objects.select_for_update().filter(external_id=changes.external_id).first()
+    created = customer is None
+    if created:
+        customer = Customer(external_id=changes.external_id, referred_by=changes.referrer, **changes.values)
+    elif customer.is_erased:
+        raise Conflict("This customer was erased; their record takes no new personal data.", code="erased")
+    else:
+        for name, value in changes.values.items():
+            setattr(customer, name, value)
+        if customer.referred_by_id is None and changes.referrer is not None:
+            # The first referrer counts; later claims do not move the credit.
+            customer.referred_by = changes.referrer
+    customer.save()
+    for channel, granted in changes.consents.items():
+        consent_set(customer=customer, channel=channel, granted=granted, source=source)
+    customer.refresh_from_db()
+    return customer, created
+
+
+@transaction.atomic
+def consent_set(
+    *,
+    customer: Customer,
+    channel: str,
+    granted: bool,
+    source: str,
+    at: dt.datetime | None = None,
+) -> Consent:
+    """Set one channel's consent; a change appends to the consent history, a repeat does not."""
+    v.clean_choice(channel, "channel", Channel.values)
+    v.clean_choice(source, "source", ConsentSource.values)
+    if not isinstance(granted, bool):
+        raise v.invalid("granted", "must be true or false")
+    if granted and customer.is_erased:
+        raise Conflict("This customer was erased; consent cannot be granted again.", code="erased")
+    at = at or timezone.now()
+    consent, created = Consent.objects.select_for_update().get_or_create(
+        customer=customer, channel=channel, defaults={"granted": granted, "source": source, "updated_at": at}
+    )
+    if created or consent.granted != granted:
+        if not created:
+            consent.granted, consent.source, consent.updated_at = granted, source, at
+            consent.save(update_fields=["granted", "source", "updated_at"])
+        ConsentEvent.objects.create(customer=customer, channel=channel, granted=granted, source=source, recorded_at=at)
+    return consent
+
+
+def customer_stats_refresh(*, customer_ids: Iterable[int]) -> None:
+    """Recompute purchase stats from completed purchases, in one UPDATE for all given customers.
+
+    Recomputing (rather than adding deltas) makes refunds, cancels and replays exact by
+    construction; each subquery reads one customer's purchases through their index.
+    """
+    completed = Purchase.objects.filter(customer=OuterRef("pk"), status=PurchaseStatus.COMPLETED)
+    per_customer = completed.order_by().values("customer")
+    Customer.objects.filter(pk__in=list(customer_ids)).update(
+        first_purchase_at=Subquery(completed.order_by("placed_at").values("placed_at")[:1]),
+        last_purchase_at=Subquery(completed.order_by("-placed_at").values("placed_at")[:1]),
+        orders_count=Coalesce(Subquery(per_customer.annotate(n=Count("pk")).values("n")), 0),
+        total_spent=Coalesce(Subquery(per_customer.annotate(s=Sum("total")).values("s")), Decimal("0.00")),
+    )
