@@ -31,6 +31,10 @@ def _broker_ok() -> bool:
     try:
         with celery_app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_SECONDS)
+            # Kombu's Redis transport connects lazily: only a round trip proves the broker is there.
+            client = getattr(conn.default_channel, "client", None)
+            if client is not None and hasattr(client, "ping"):
+                client.ping()
         return True
     except Exception:
         return False

@@ -1,0 +1,16 @@
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /app
+
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+
+COPY . .
+# Static files are collected at build time; DEBUG only so the build needs no production secret.
+RUN DEBUG=true python manage.py collectstatic --noinput
+
+RUN useradd --create-home --uid 10001 crm && mkdir -p /app/var && chown -R crm /app/var
+USER crm
+EXPOSE 8000
+CMD ["gunicorn", "retention_crm.wsgi", "--bind", "0.0.0.0:8000", "--workers", "2", "--access-logfile", "-"]

@@ -1,0 +1,94 @@
+"""Staff find a customer and read their 360 in a real browser."""
+
+import datetime as dt
+import re
+
+import pytest
+from django.utils import timezone
+from playwright.sync_api import Page, expect
+
+from customers.services import PurchaseInput, cart_upsert, customer_upsert, purchase_record
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def ada():
+    customer, _ = customer_upsert(
+        external_id="shop-ada-1815",
+        data={"email": "ada@example.com", "first_name": "Ada", "last_name": "Lovelace", "consents": {"email": True}},
+    )
+    placed = timezone.now() - dt.timedelta(days=3)
+    for number, total in ((1, "120.50"), (2, "79.50")):
+        purchase_record(
+            data=PurchaseInput.clean(
+                {
+                    "external_id": f"ada-order-{number}",
+                    "customer": customer.external_id,
+                    "placed_at": placed + dt.timedelta(hours=number),
+                    "total": total,
+                    "items": [
+                        {"sku": f"TEA-{number}", "name": f"Earl Grey {number}", "quantity": 1, "unit_price": total}
+                    ],
+                }
+            )
+        )
+    cart_upsert(
+        external_id="ada-cart",
+        customer=customer.external_id,
+        items=[{"sku": "MUG", "quantity": 2, "unit_price": "9.90"}],
+    )
+    customer_upsert(external_id="shop-bob", data={"first_name": "Bob", "email": "bob@example.com"})
+    return customer
+
+
+def test_login_search_and_open_the_360(admin_page: Page, live_server, ada):
+    page = admin_page
+    page.goto(f"{live_server.url}/admin/customers/customer/")
+    page.fill("#searchbar", "Lovelace")
+    page.press("#searchbar", "Enter")
+
+    results = page.locator("#result_list tbody tr")
+    expect(results).to_have_count(1)
+    expect(results.first).to_contain_text("shop-ada-1815")
+    page.click("#result_list tbody tr th a")
+
+    expect(page).to_have_url(re.compile(rf"/admin/customers/customer/{ada.pk}/change/"))
+    stats = page.locator("#customer-360-stats")
+    expect(stats.locator("[data-stat=orders_count]")).to_have_text("2")
+    expect(stats.locator("[data-stat=total_spent]")).to_have_text("200.00")
+
+    purchases = page.locator("#customer-360-purchases tbody tr.purchase")
+    expect(purchases).to_have_count(2)
+    expect(purchases.first).to_contain_text("ada-order-2")
+    expect(purchases.first).to_contain_text("Earl Grey 2")
+    expect(page.locator("#customer-360-carts")).to_contain_text("MUG")
+    expect(page.locator("#customer-360-consents")).to_contain_text("granted")
+    expect(page.locator("#customer-360-consent-history")).to_contain_text("API")
+
+
+def test_search_by_email_prefix_and_external_id(admin_page: Page, live_server, ada):
+    page = admin_page
+    for term in ("bob@ex", "shop-ada"):
+        page.goto(f"{live_server.url}/admin/customers/customer/?q={term}")
+        expect(page.locator("#result_list tbody tr")).to_have_count(1)
+
+
+def test_staff_revoke_consent_in_the_admin_is_recorded(admin_page: Page, live_server, ada):
+    page = admin_page
+    page.goto(f"{live_server.url}/admin/customers/customer/{ada.pk}/change/")
+    page.uncheck("#id_consent_email")
+    page.click("input[name=_continue]")
+    expect(page.locator(".messagelist")).to_contain_text("changed successfully")
+    history = page.locator("#customer-360-consent-history tbody tr")
+    expect(history.first).to_contain_text("revoked")
+    expect(history.first).to_contain_text("Admin")
+
+
+def test_ledger_has_no_add_or_delete_in_the_admin(admin_page: Page, live_server):
+    page = admin_page
+    page.goto(f"{live_server.url}/admin/customers/pointsentry/")
+    expect(page.locator("h1")).to_contain_text("points entr")
+    expect(page.locator(".object-tools a.addlink")).to_have_count(0)
+    response = page.goto(f"{live_server.url}/admin/customers/pointsentry/add/")
+    assert response is not None and response.status == 403
