@@ -9,6 +9,7 @@ from django.http import HttpRequest
 
 from customers import selectors
 from customers.models import (
+    AuditLog,
     Cart,
     CartItem,
     Channel,
@@ -352,3 +353,10 @@ class NpsResponseAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ("customer__external_id",)
     list_select_related = ("customer",)
     show_full_result_count = False
+
+
+@admin.register(AuditLog)
+class AuditLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = ("at", "actor", "action", "target")
+    list_filter = ("action",)
+    search_fields = ("target", "actor")

@@ -334,3 +334,20 @@ class PointsEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.points:+d}"
+
+
+class AuditLog(models.Model):
+    """Irreversible or sensitive actions (e.g. GDPR erasure): who did what to which record, when."""
+
+    action = models.CharField(max_length=64)
+    target = models.CharField(max_length=128, help_text="What it was done to, e.g. customer:<external_id>")
+    actor = models.CharField(max_length=150, help_text="The API key or staff user")
+    at = models.DateTimeField(default=now)
+    details = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["target", "at"], name="audit_target_at_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.actor} {self.action} {self.target}"

@@ -1,9 +1,11 @@
 """Reads: the customer 360 and customer lists."""
 
 import datetime as dt
+import json
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
@@ -46,7 +48,7 @@ class Customer360:
 
 def customer_consents(*, customer: Customer) -> dict[str, bool]:
     """Every channel's current consent; a channel never asked is False (no consent, no message)."""
-    granted = dict(Consent.objects.filter(customer=customer).values_list("channel", "granted"))
+    granted = {consent.channel: consent.granted for consent in customer.consents.all()}  # uses a prefetch if any
     return {channel: granted.get(channel, False) for channel in Channel.values}
 
 
@@ -120,3 +122,23 @@ def customers_by_last_purchase(
     if older_days is not None:
         queryset = queryset.filter(last_purchase_at__gt=now - dt.timedelta(days=older_days))
     return queryset
+
+
+def customers_with_tag(*, tag: str, queryset: QuerySet[Customer] | None = None) -> QuerySet[Customer]:
+    queryset = Customer.objects.all() if queryset is None else queryset
+    if connection.vendor == "postgresql":
+        return queryset.filter(tags__contains=[tag])  # jsonb @> uses the JSON structure, not text
+    return queryset.filter(tags__icontains=json.dumps(tag))  # SQLite (embedded demo): match the JSON text
+
+
+def customer_list() -> QuerySet[Customer]:
+    """Customers for the API list, newest first, with what each row shows fetched in bulk."""
+    return Customer.objects.select_related("referred_by").prefetch_related("consents").order_by("-id")
+
+
+def purchase_detail(purchase: Purchase) -> Purchase:
+    return Purchase.objects.select_related("customer").prefetch_related("items").get(pk=purchase.pk)
+
+
+def cart_detail(cart: Cart) -> Cart:
+    return Cart.objects.select_related("customer").prefetch_related("items").get(pk=cart.pk)

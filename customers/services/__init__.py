@@ -5,6 +5,7 @@ from customers.services.customers import (
     CustomerChanges,
     consent_set,
     customer_changes_clean,
+    customer_erase,
     customer_get,
     customer_get_or_create_locked,
     customer_stats_refresh,
@@ -12,20 +13,24 @@ from customers.services.customers import (
 )
 from customers.services.nps import nps_record
 from customers.services.purchases import (
+    BulkResult,
     LineItemInput,
     PurchaseInput,
     purchase_cancel,
     purchase_record,
     purchase_refund,
+    purchases_record_bulk,
 )
 
 __all__ = [
+    "BulkResult",
     "CustomerChanges",
     "LineItemInput",
     "PurchaseInput",
     "cart_upsert",
     "consent_set",
     "customer_changes_clean",
+    "customer_erase",
     "customer_get",
     "customer_get_or_create_locked",
     "customer_stats_refresh",
@@ -34,4 +39,5 @@ __all__ = [
     "purchase_cancel",
     "purchase_record",
     "purchase_refund",
+    "purchases_record_bulk",
 ]

@@ -11,7 +11,16 @@ from django.db.models import Count, OuterRef, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from customers.models import Channel, Consent, ConsentEvent, ConsentSource, Customer, Purchase, PurchaseStatus
+from customers.models import (
+    AuditLog,
+    Channel,
+    Consent,
+    ConsentEvent,
+    ConsentSource,
+    Customer,
+    Purchase,
+    PurchaseStatus,
+)
 from customers.services import validation as v
 from retention_crm.errors import ApplicationError, Conflict, NotFound
 
@@ -187,3 +196,39 @@ def customer_stats_refresh(*, customer_ids: Iterable[int]) -> None:
         orders_count=Coalesce(Subquery(per_customer.annotate(n=Count("pk")).values("n")), 0),
         total_spent=Coalesce(Subquery(per_customer.annotate(s=Sum("total")).values("s")), Decimal("0.00")),
     )
+
+
+ERASED_EMAIL = ""
+ERASURE_CHANNELS = Channel.values
+
+
+@transaction.atomic
+def customer_erase(*, external_id: str, actor: str) -> tuple[Customer, bool]:
+    """GDPR erasure: personal data anonymised, consents revoked, purchases and aggregates kept.
+
+    Irreversible and idempotent: erasing again changes nothing. Recorded in the audit log.
+    Returns (customer, erased_now).
+    """
+    customer = Customer.objects.select_for_update().filter(external_id=external_id).first()
+    if customer is None:
+        raise NotFound(f"No customer with external_id {external_id!r}.", code="customer_not_found")
+    if customer.is_erased:
+        return customer, False
+    at = timezone.now()
+    for channel in ERASURE_CHANNELS:
+        consent_set(customer=customer, channel=channel, granted=False, source=ConsentSource.ERASURE, at=at)
+    Customer.objects.filter(pk=customer.pk).update(
+        email=ERASED_EMAIL,
+        phone="",
+        first_name="",
+        last_name="",
+        birth_date=None,
+        attributes={},
+        tags=[],
+        erased_at=at,
+    )
+    # Free-text answers may name the person; the scores stay for NPS.
+    customer.nps_responses.exclude(comment="").update(comment="")
+    AuditLog.objects.create(action="customer.erase", target=f"customer:{external_id}", actor=actor, at=at)
+    customer.refresh_from_db()
+    return customer, True

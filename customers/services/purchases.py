@@ -26,6 +26,7 @@ from retention_crm.errors import ApplicationError, Conflict, NotFound
 
 MAX_ITEMS_PER_ORDER = 1_000
 MAX_POINTS = 2**31 - 1
+PURCHASE_REQUIRED_FIELDS = ("external_id", "customer", "placed_at", "total")
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,7 @@ class PurchaseInput:
                 code="unknown_fields",
                 fields={name: ["unknown field"] for name in sorted(unknown)},
             )
-        for required in ("external_id", "customer", "placed_at", "total"):
+        for required in PURCHASE_REQUIRED_FIELDS:
             if raw.get(required) in (None, ""):
                 raise v.invalid(required, "is required")
         items = raw.get("items") or []
@@ -243,3 +244,66 @@ def purchase_refund(*, external_id: str) -> tuple[Purchase, bool]:
 def purchase_cancel(*, external_id: str) -> tuple[Purchase, bool]:
     """Mark a completed purchase cancelled; returns (purchase, changed). A repeat changes nothing."""
     return _purchase_status_change(external_id=external_id, to=PurchaseStatus.CANCELLED)
+
+
+MAX_BULK_PURCHASES = 1_000
+
+
+@dataclass(frozen=True)
+class BulkResult:
+    external_id: str | None
+    status: str  # created | exists | error
+    error: dict[str, Any] | None = None
+
+
+def _bulk_error(raw: Any, error: ApplicationError) -> BulkResult:
+    external_id = raw.get("external_id") if isinstance(raw, dict) else None
+    return BulkResult(
+        external_id=external_id if isinstance(external_id, str) else None,
+        status="error",
+        error=error.as_dict()["error"],
+    )
+
+
+@transaction.atomic
+def purchases_record_bulk(*, raw_purchases: list[Any]) -> list[BulkResult]:
+    """Record up to 1,000 purchases; one result per item, in request order.
+
+    Each item is validated and written on its own (a savepoint), so a bad item fails only
+    itself. The customers named are locked once, in a fixed order, before any item is written,
+    so concurrent batches touching the same customers queue instead of deadlocking.
+    """
+    if not isinstance(raw_purchases, list):
+        raise v.invalid("purchases", "must be a list")
+    if len(raw_purchases) > MAX_BULK_PURCHASES:
+        raise v.invalid("purchases", f"at most {MAX_BULK_PURCHASES} purchases per request")
+
+    cleaned: list[PurchaseInput | ApplicationError] = []
+    for raw in raw_purchases:
+        try:
+            cleaned.append(PurchaseInput.clean(raw))
+        except ApplicationError as error:
+            cleaned.append(error)
+    valid = [item for item in cleaned if isinstance(item, PurchaseInput)]
+    stored = set(
+        Purchase.objects.filter(external_id__in=[item.external_id for item in valid]).values_list(
+            "external_id", flat=True
+        )
+    )
+    named_customers = sorted({item.customer for item in valid if item.external_id not in stored})
+    Customer.objects.bulk_create([Customer(external_id=ext) for ext in named_customers], ignore_conflicts=True)
+    list(Customer.objects.select_for_update().filter(external_id__in=named_customers).order_by("pk").values("pk"))
+
+    results = []
+    for raw, item in zip(raw_purchases, cleaned, strict=True):
+        if isinstance(item, ApplicationError):
+            results.append(_bulk_error(raw, item))
+            continue
+        try:
+            with transaction.atomic():
+                _, created = purchase_record(data=item)
+        except ApplicationError as error:
+            results.append(_bulk_error(raw, error))
+            continue
+        results.append(BulkResult(external_id=item.external_id, status="created" if created else "exists"))
+    return results

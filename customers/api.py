@@ -1,0 +1,244 @@
+"""REST API v1 for the shop's backend: customers, consents, erasure, purchases, carts, NPS.
+
+Thin views: parse the body, call one service or selector, render. Every rule lives in the
+services, every error leaves through the API's exception handler in the SPEC's shape.
+"""
+
+from typing import Any
+
+from drf_spectacular.utils import OpenApiExample, extend_schema
+from rest_framework import generics, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from customers import selectors
+from customers.filters import CustomerFilter
+from customers.serializers import (
+    API_CONSENT_SOURCES,
+    BulkPurchasesWriteSerializer,
+    BulkResultsSerializer,
+    CartSerializer,
+    CartWriteSerializer,
+    ConsentWriteSerializer,
+    CustomerSerializer,
+    CustomerWriteSerializer,
+    EraseResultSerializer,
+    ErrorSerializer,
+    NpsSerializer,
+    NpsWriteSerializer,
+    PurchaseSerializer,
+    PurchaseWriteSerializer,
+)
+from customers.services import (
+    PurchaseInput,
+    cart_upsert,
+    consent_set,
+    customer_erase,
+    customer_get,
+    customer_upsert,
+    nps_record,
+    purchase_record,
+    purchase_refund,
+    purchases_record_bulk,
+)
+from customers.services import validation as v
+from retention_crm.errors import ApplicationError
+
+ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
+
+
+def body_object(request: Request) -> dict[str, Any]:
+    """The JSON body, which must be an object."""
+    if not isinstance(request.data, dict):
+        raise ApplicationError("The request body must be a JSON object.", code="invalid")
+    return request.data
+
+
+def created_or_ok(created: bool) -> int:
+    return status.HTTP_201_CREATED if created else status.HTTP_200_OK
+
+
+def actor_name(request: Request) -> str:
+    return str(request.user)
+
+
+class CustomerListApi(generics.ListAPIView):
+    required_scopes = {"GET": "read"}
+    serializer_class = CustomerSerializer
+    filterset_class = CustomerFilter
+
+    def get_queryset(self):
+        return selectors.customer_list()
+
+
+class CustomerDetailApi(APIView):
+    required_scopes = {"GET": "read", "PUT": "write"}
+
+    @extend_schema(responses={200: CustomerSerializer, **ERRORS}, summary="Customer 360")
+    def get(self, request: Request, external_id: str) -> Response:
+        customer = customer_get(external_id=external_id)
+        return Response(CustomerSerializer(customer).data)
+
+    @extend_schema(
+        request=CustomerWriteSerializer,
+        responses={200: CustomerSerializer, 201: CustomerSerializer, 409: ErrorSerializer, **ERRORS},
+        summary="Create or update a customer (idempotent)",
+        examples=[
+            OpenApiExample(
+                "New customer",
+                value={
+                    "email": "ada@example.com",
+                    "phone": "+442079460958",
+                    "first_name": "Ada",
+                    "last_name": "Lovelace",
+                    "birth_date": "1990-12-10",
+                    "tags": ["newsletter"],
+                    "consents": {"email": True, "sms": False},
+                },
+                request_only=True,
+            )
+        ],
+    )
+    def put(self, request: Request, external_id: str) -> Response:
+        customer, created = customer_upsert(external_id=external_id, data=body_object(request))
+        return Response(CustomerSerializer(customer).data, status=created_or_ok(created))
+
+
+class CustomerConsentApi(APIView):
+    required_scopes = {"POST": "write"}
+
+    @extend_schema(
+        request=ConsentWriteSerializer,
+        responses={200: CustomerSerializer, **ERRORS},
+        summary="Grant or revoke a channel's consent",
+        examples=[OpenApiExample("Revoke SMS", value={"channel": "sms", "granted": False, "source": "api"})],
+    )
+    def post(self, request: Request, external_id: str) -> Response:
+        data = body_object(request)
+        unknown = set(data) - {"channel", "granted", "source"}
+        if unknown:
+            raise v.invalid(sorted(unknown)[0], "unknown field")
+        source = v.clean_choice(data.get("source") or "api", "source", API_CONSENT_SOURCES)
+        customer = customer_get(external_id=external_id)
+        consent_set(customer=customer, channel=data.get("channel"), granted=data.get("granted"), source=source)
+        return Response(CustomerSerializer(customer).data)
+
+
+class CustomerEraseApi(APIView):
+    required_scopes = {"POST": "write"}
+
+    @extend_schema(request=None, responses={200: EraseResultSerializer, **ERRORS}, summary="GDPR erasure")
+    def post(self, request: Request, external_id: str) -> Response:
+        customer, _ = customer_erase(external_id=external_id, actor=actor_name(request))
+        return Response({"external_id": customer.external_id, "erased": True, "erased_at": customer.erased_at})
+
+
+PURCHASE_EXAMPLE = {
+    "external_id": "order-10001",
+    "customer": "shop-customer-42",
+    "placed_at": "2026-11-20T14:03:00+01:00",
+    "total": "59.90",
+    "currency": "USD",
+    "status": "completed",
+    "items": [{"sku": "TEA-GREEN", "name": "Green tea", "category": "tea", "quantity": 2, "unit_price": "29.95"}],
+    "cart_id": "cart-7781",
+}
+
+
+class PurchaseCreateApi(APIView):
+    required_scopes = {"POST": "write"}
+
+    @extend_schema(
+        request=PurchaseWriteSerializer,
+        responses={200: PurchaseSerializer, 201: PurchaseSerializer, 409: ErrorSerializer, **ERRORS},
+        summary="Record a purchase (idempotent on external_id)",
+        examples=[OpenApiExample("Order", value=PURCHASE_EXAMPLE, request_only=True)],
+    )
+    def post(self, request: Request) -> Response:
+        purchase, created = purchase_record(data=PurchaseInput.clean(body_object(request)))
+        return Response(PurchaseSerializer(selectors.purchase_detail(purchase)).data, status=created_or_ok(created))
+
+
+class PurchaseBulkApi(APIView):
+    required_scopes = {"POST": "write"}
+
+    @extend_schema(
+        request=BulkPurchasesWriteSerializer,
+        responses={200: BulkResultsSerializer, **ERRORS},
+        summary="Record up to 1,000 purchases; one result per item",
+        examples=[OpenApiExample("Two orders", value={"purchases": [PURCHASE_EXAMPLE]}, request_only=True)],
+    )
+    def post(self, request: Request) -> Response:
+        data = body_object(request)
+        unknown = set(data) - {"purchases"}
+        if unknown:
+            raise v.invalid(sorted(unknown)[0], "unknown field")
+        if "purchases" not in data:
+            raise v.invalid("purchases", "is required")
+        results = purchases_record_bulk(raw_purchases=data["purchases"])
+        return Response({"results": [result.__dict__ for result in results]})
+
+
+class PurchaseRefundApi(APIView):
+    required_scopes = {"POST": "write"}
+
+    @extend_schema(request=None, responses={200: PurchaseSerializer, 409: ErrorSerializer, **ERRORS}, summary="Refund")
+    def post(self, request: Request, external_id: str) -> Response:
+        purchase, _ = purchase_refund(external_id=external_id)
+        return Response(PurchaseSerializer(selectors.purchase_detail(purchase)).data)
+
+
+class CartApi(APIView):
+    required_scopes = {"PUT": "write"}
+
+    @extend_schema(
+        request=CartWriteSerializer,
+        responses={200: CartSerializer, 201: CartSerializer, **ERRORS},
+        summary="Create or replace a cart and its items",
+        examples=[
+            OpenApiExample(
+                "Cart",
+                value={"customer": "shop-customer-42", "items": [{"sku": "MUG", "quantity": 1, "unit_price": "12.00"}]},
+                request_only=True,
+            )
+        ],
+    )
+    def put(self, request: Request, external_id: str) -> Response:
+        data = body_object(request)
+        unknown = set(data) - {"customer", "items"}
+        if unknown:
+            raise v.invalid(sorted(unknown)[0], "unknown field")
+        if data.get("customer") in (None, ""):
+            raise v.invalid("customer", "is required")
+        if "items" not in data:
+            raise v.invalid("items", "is required (an empty list empties the cart)")
+        cart, created = cart_upsert(external_id=external_id, customer=data["customer"], items=data["items"])
+        return Response(CartSerializer(selectors.cart_detail(cart)).data, status=created_or_ok(created))
+
+
+class NpsApi(APIView):
+    required_scopes = {"POST": "write"}
+
+    @extend_schema(
+        request=NpsWriteSerializer,
+        responses={201: NpsSerializer, **ERRORS},
+        summary="Record an NPS answer",
+        examples=[OpenApiExample("Promoter", value={"customer": "shop-customer-42", "score": 9, "comment": "Fast!"})],
+    )
+    def post(self, request: Request) -> Response:
+        data = body_object(request)
+        unknown = set(data) - {"customer", "score", "comment", "answered_at"}
+        if unknown:
+            raise v.invalid(sorted(unknown)[0], "unknown field")
+        if data.get("customer") in (None, ""):
+            raise v.invalid("customer", "is required")
+        if data.get("score") is None:
+            raise v.invalid("score", "is required")
+        answer = nps_record(
+            customer=data["customer"],
+            score=data["score"],
+            comment=data.get("comment") or "",
+            answered_at=data.get("answered_at"),
+        )
+        return Response(NpsSerializer(answer).data, status=status.HTTP_201_CREATED)

@@ -1,0 +1,38 @@
+"""Query-string filters for the customer list; each one is a selector."""
+
+import django_filters
+from django.db.models import QuerySet
+
+from customers import selectors
+from customers.models import Channel, Customer
+
+
+class CustomerFilter(django_filters.FilterSet):
+    email = django_filters.CharFilter(field_name="email", lookup_expr="iexact")
+    tag = django_filters.CharFilter(method="filter_tag", help_text="Customers carrying this tag")
+    consent = django_filters.ChoiceFilter(
+        choices=Channel.choices, method="filter_consent", help_text="Customers who consented to this channel"
+    )
+    tier = django_filters.CharFilter(field_name="tier")
+    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    last_purchase_after = django_filters.IsoDateTimeFilter(field_name="last_purchase_at", lookup_expr="gte")
+    last_purchase_before = django_filters.IsoDateTimeFilter(field_name="last_purchase_at", lookup_expr="lt")
+    has_purchased = django_filters.BooleanFilter(method="filter_has_purchased")
+    q = django_filters.CharFilter(method="filter_search", help_text="External id, email, phone or name")
+
+    class Meta:
+        model = Customer
+        fields = []
+
+    def filter_tag(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        return selectors.customers_with_tag(tag=value, queryset=queryset)
+
+    def filter_consent(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        return selectors.customers_with_consent(channel=value, queryset=queryset)
+
+    def filter_has_purchased(self, queryset: QuerySet, name: str, value: bool) -> QuerySet:
+        return queryset.filter(orders_count__gt=0) if value else queryset.filter(orders_count=0)
+
+    def filter_search(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        return selectors.customer_search(query=value, queryset=queryset)
