@@ -1,10 +1,30 @@
 """Query-string filters for the customer list; each one is a selector."""
 
 import django_filters
+from django import forms
 from django.db.models import QuerySet
 
 from customers import selectors
 from customers.models import Channel, Customer
+from customers.services import validation as v
+from retention_crm.errors import ApplicationError
+
+
+class StoreDateTimeField(forms.CharField):
+    """An ISO 8601 date-time read by the same rules as every input (naive = store time)."""
+
+    def clean(self, value):
+        value = super().clean(value)
+        if not value:
+            return None
+        try:
+            return v.clean_datetime(value, "value")
+        except ApplicationError:
+            raise forms.ValidationError("Enter an ISO 8601 date-time between 1900 and 2200.") from None
+
+
+class StoreDateTimeFilter(django_filters.Filter):
+    field_class = StoreDateTimeField
 
 
 class CustomerFilter(django_filters.FilterSet):
@@ -14,10 +34,10 @@ class CustomerFilter(django_filters.FilterSet):
         choices=Channel.choices, method="filter_consent", help_text="Customers who consented to this channel"
     )
     tier = django_filters.CharFilter(field_name="tier")
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
-    last_purchase_after = django_filters.IsoDateTimeFilter(field_name="last_purchase_at", lookup_expr="gte")
-    last_purchase_before = django_filters.IsoDateTimeFilter(field_name="last_purchase_at", lookup_expr="lt")
+    created_after = StoreDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = StoreDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    last_purchase_after = StoreDateTimeFilter(field_name="last_purchase_at", lookup_expr="gte")
+    last_purchase_before = StoreDateTimeFilter(field_name="last_purchase_at", lookup_expr="lt")
     has_purchased = django_filters.BooleanFilter(method="filter_has_purchased")
     q = django_filters.CharFilter(method="filter_search", help_text="External id, email, phone or name")
 

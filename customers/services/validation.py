@@ -24,6 +24,7 @@ MAX_TAG_LENGTH = 64
 MAX_QUANTITY = 1_000_000
 EARLIEST_DATE = dt.date(1900, 1, 1)
 LATEST_YEAR = 2200
+MAX_UTC_OFFSET = dt.timedelta(hours=14)  # the widest offset in use on Earth (UTC+14, Kiribati)
 _PHONE_SEPARATORS = re.compile(r"[\s\-().]")
 _MONEY_QUANTUM = Decimal(1).scaleb(-MONEY_PLACES)
 _MONEY_LIMIT = Decimal(10) ** (MONEY_DIGITS - MONEY_PLACES)
@@ -153,6 +154,8 @@ def clean_datetime(value: Any, field: str) -> dt.datetime:
             value = timezone.make_aware(value, zoneinfo.ZoneInfo(settings.TIME_ZONE))
         except (ValueError, OverflowError):
             raise invalid(field, "is not a valid time in the store's time zone") from None
+    elif abs(value.utcoffset()) > MAX_UTC_OFFSET:
+        raise invalid(field, "has a UTC offset beyond ±14:00")
     return value
 
 
