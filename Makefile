@@ -43,7 +43,7 @@ browser:
 ## test: the whole suite on PostgreSQL and Redis
 test: venv browser
 	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) CHROMIUM=$(CHROMIUM) \
-		$(BIN)/pytest -n 2 $(PYTEST_ARGS)
+		$(BIN)/pytest -n 2 -p no:logging $(PYTEST_ARGS)
 
 lint: venv
 	$(BIN)/ruff check .
