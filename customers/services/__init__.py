@@ -1,5 +1,6 @@
 """Writes: every change to customer data goes through one of these transactional services."""
 
+from customers.services.bulk import BulkResult, purchases_record_bulk
 from customers.services.carts import cart_upsert
 from customers.services.customers import (
     CustomerChanges,
@@ -13,13 +14,11 @@ from customers.services.customers import (
 )
 from customers.services.nps import nps_record
 from customers.services.purchases import (
-    BulkResult,
     LineItemInput,
     PurchaseInput,
     purchase_cancel,
     purchase_record,
     purchase_refund,
-    purchases_record_bulk,
 )
 
 __all__ = [

@@ -1,0 +1,124 @@
+"""purchases_record_bulk: set-based, yet exactly the rules of purchase_record."""
+
+import datetime as dt
+import random
+import threading
+from decimal import Decimal
+
+import pytest
+from django.db import DatabaseError, connection
+
+from customers.models import Cart, Customer, Purchase, PurchaseItem
+from customers.services import bulk, cart_upsert, purchases_record_bulk
+
+pytestmark = pytest.mark.django_db
+
+T0 = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
+
+
+def order(n: int, customer: str, **changes) -> dict:
+    return {
+        "external_id": f"o-{n}",
+        "customer": customer,
+        "placed_at": (T0 + dt.timedelta(hours=n)).isoformat(),
+        "total": f"{10 + n % 7}.{n % 100:02d}",
+        "items": [{"sku": f"SKU-{n % 5}", "quantity": 1 + n % 3, "unit_price": "1.00"}],
+        **changes,
+    }
+
+
+def assert_stats_match_purchases() -> None:
+    for customer in Customer.objects.all():
+        completed = Purchase.objects.filter(customer=customer, status="completed")
+        placed = sorted(completed.values_list("placed_at", flat=True))
+        assert customer.orders_count == len(placed)
+        assert customer.total_spent == sum((p.total for p in completed), Decimal("0.00"))
+        assert customer.first_purchase_at == (placed[0] if placed else None)
+        assert customer.last_purchase_at == (placed[-1] if placed else None)
+
+
+def test_a_random_batch_leaves_exact_stats_items_and_statuses():
+    rng = random.Random(7)
+    batch = [
+        order(n, f"c-{rng.randrange(40)}", status=rng.choice(["completed"] * 8 + ["refunded", "cancelled"]))
+        for n in range(600)
+    ]
+    results = purchases_record_bulk(raw_purchases=batch)
+    assert [r.status for r in results] == ["created"] * 600
+    assert Purchase.objects.count() == 600
+    assert PurchaseItem.objects.count() == 600
+    assert_stats_match_purchases()
+
+
+def test_bulk_converts_carts_like_single_records():
+    cart_upsert(
+        external_id="named", customer="a", items=[{"sku": "A", "quantity": 1, "unit_price": "1"}], updated_at=T0
+    )
+    cart_upsert(
+        external_id="older", customer="b", items=[{"sku": "A", "quantity": 1, "unit_price": "1"}], updated_at=T0
+    )
+    cart_upsert(
+        external_id="newer",
+        customer="c",
+        items=[{"sku": "A", "quantity": 1, "unit_price": "1"}],
+        updated_at=T0 + dt.timedelta(days=30),
+    )
+    purchases_record_bulk(
+        raw_purchases=[
+            order(1, "a", placed_at=(T0 - dt.timedelta(days=1)).isoformat(), cart_id="named"),
+            order(2, "b"),  # after "older" was last updated
+            order(3, "c"),  # before "newer" was last updated
+            order(4, "c", status="cancelled", placed_at=(T0 + dt.timedelta(days=40)).isoformat()),
+        ]
+    )
+    statuses = dict(Cart.objects.values_list("external_id", "status"))
+    assert statuses == {"named": "converted", "older": "converted", "newer": "open"}
+    assert Purchase.objects.get(external_id="o-1").cart.external_id == "named"
+
+
+def test_the_same_id_twice_in_one_batch():
+    results = purchases_record_bulk(raw_purchases=[order(1, "a"), order(1, "a"), order(1, "a", total="99.00")])
+    assert [r.status for r in results] == ["created", "exists", "error"]
+    assert results[2].error["code"] == "purchase_conflict"
+
+
+def test_fallback_one_by_one_gives_the_same_answer(monkeypatch):
+    def broken(*args, **kwargs):
+        raise DatabaseError("simulated failure of the set-based path")
+
+    monkeypatch.setattr(bulk, "_insert_set_based", broken)
+    results = purchases_record_bulk(raw_purchases=[order(1, "a"), order(2, "a", total="-1"), order(3, "b")])
+    assert [r.status for r in results] == ["created", "error", "created"]
+    assert_stats_match_purchases()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_overlapping_batches_neither_deadlock_nor_double_count():
+    batches = [
+        [order(n, f"c-{n % 10}") for n in range(0, 300)],
+        [order(n, f"c-{n % 10}") for n in range(150, 450)],  # overlaps ids 150..299 and every customer
+    ]
+    outcomes: list[list[str] | Exception] = []
+    barrier = threading.Barrier(2)
+
+    def send(batch: list[dict]) -> None:
+        try:
+            barrier.wait()
+            outcomes.append([r.status for r in purchases_record_bulk(raw_purchases=batch)])
+        except Exception as error:  # asserted below
+            outcomes.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=send, args=(batch,)) for batch in batches]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert all(isinstance(outcome, list) for outcome in outcomes), outcomes
+    created = sum(statuses.count("created") for statuses in outcomes)
+    exists = sum(statuses.count("exists") for statuses in outcomes)
+    assert (created, exists) == (450, 150)
+    assert Purchase.objects.count() == 450
+    assert_stats_match_purchases()
