@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet, prefetch_related_objects
 from django.utils import timezone
 
 from customers.models import (
@@ -137,7 +137,9 @@ def customer_list() -> QuerySet[Customer]:
 
 
 def purchase_detail(purchase: Purchase) -> Purchase:
-    return Purchase.objects.select_related("customer").prefetch_related("items").get(pk=purchase.pk)
+    """The purchase with its items loaded (one query; the customer is usually attached already)."""
+    prefetch_related_objects([purchase], "items", "customer")
+    return purchase
 
 
 def cart_detail(cart: Cart) -> Cart:

@@ -15,9 +15,9 @@ from typing import Any
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from customers.models import Cart, CartStatus, Customer, Purchase, PurchaseItem, PurchaseStatus
+from customers.models import Cart, CartStatus, Customer, Purchase, PurchaseStatus
 from customers.services import validation as v
-from customers.services.customers import customer_stats_refresh
+from customers.services.customers import customer_stats_add_purchases
 from customers.services.purchases import PurchaseInput, products_ensure, purchase_record
 from retention_crm.errors import ApplicationError, Conflict
 
@@ -144,6 +144,11 @@ _INSERT_PURCHASES = """
     RETURNING id, external_id
 """
 
+_INSERT_ITEMS = """
+    INSERT INTO customers_purchaseitem (purchase_id, sku, name, category, quantity, unit_price)
+    SELECT * FROM unnest(%s::bigint[], %s::varchar[], %s::varchar[], %s::varchar[], %s::integer[], %s::numeric[])
+"""
+
 # A completed purchase converts the carts it names, and the customer's carts last updated
 # before it was placed (SPEC §2); the latest purchase per customer decides the second part.
 _CONVERT_CARTS = """
@@ -158,7 +163,10 @@ _CONVERT_CARTS = """
 def _insert_set_based(new: list[tuple[int, PurchaseInput, str]], results: list[BulkResult | None]) -> None:
     """PostgreSQL: lock the customers once, then write the whole batch in a few statements."""
     names = sorted({item.customer for _, item, _ in new})
-    Customer.objects.bulk_create([Customer(external_id=name) for name in names], ignore_conflicts=True)
+    known = set(Customer.objects.filter(external_id__in=names).values_list("external_id", flat=True))
+    Customer.objects.bulk_create(
+        [Customer(external_id=name) for name in names if name not in known], ignore_conflicts=True
+    )
     # One lock pass in a fixed order: concurrent batches touching the same customers queue up.
     customer_ids = dict(
         Customer.objects.select_for_update()
@@ -192,22 +200,15 @@ def _insert_set_based(new: list[tuple[int, PurchaseInput, str]], results: list[B
         cursor.execute(_INSERT_PURCHASES, columns)
         inserted = dict((external_id, pk) for pk, external_id in cursor.fetchall())
 
-    PurchaseItem.objects.bulk_create(
-        [
-            PurchaseItem(
-                purchase_id=inserted[item.external_id],
-                sku=line.sku,
-                name=line.name,
-                category=line.category,
-                quantity=line.quantity,
-                unit_price=line.unit_price,
-            )
-            for _, item, _ in new
-            if item.external_id in inserted
-            for line in item.items
-        ],
-        batch_size=5_000,
-    )
+    item_rows = [
+        (inserted[item.external_id], line.sku, line.name, line.category, line.quantity, line.unit_price)
+        for _, item, _ in new
+        if item.external_id in inserted
+        for line in item.items
+    ]
+    if item_rows:
+        with connection.cursor() as cursor:
+            cursor.execute(_INSERT_ITEMS, [list(column) for column in zip(*item_rows, strict=True)])
 
     latest: dict[int, dt.datetime] = {}
     completed_carts: list[str] = []
@@ -231,7 +232,13 @@ def _insert_set_based(new: list[tuple[int, PurchaseInput, str]], results: list[B
                     completed_carts,
                 ],
             )
-    customer_stats_refresh(customer_ids={customer_ids[item.customer] for _, item, _ in new})
+    customer_stats_add_purchases(
+        purchases=[
+            (customer_ids[item.customer], item.total, item.placed_at)
+            for _, item, _ in new
+            if item.external_id in inserted and item.status == PurchaseStatus.COMPLETED
+        ]
+    )
 
     for index, item, _ in new:
         if item.external_id in inserted:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, OuterRef, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -65,8 +65,7 @@ def customer_get_or_create_locked(*, external_id: str) -> tuple[Customer, bool]:
     requests for one customer queue up instead of overwriting each other's figures.
     """
     external_id = v.clean_external_id(external_id, "customer")
-    customer, created = Customer.objects.get_or_create(external_id=external_id)
-    return Customer.objects.select_for_update().get(pk=customer.pk), created
+    return Customer.objects.select_for_update().get_or_create(external_id=external_id)
 
 
 def _clean_consents(value: Any) -> dict[str, bool]:
@@ -232,3 +231,38 @@ def customer_erase(*, external_id: str, actor: str) -> tuple[Customer, bool]:
     AuditLog.objects.create(action="customer.erase", target=f"customer:{external_id}", actor=actor, at=at)
     customer.refresh_from_db()
     return customer, True
+
+
+# New completed purchases move each customer's stats by their own figures; the caller holds the
+# customers' row locks, so adding is exact and far cheaper than re-aggregating a long history.
+_ADD_PURCHASES_TO_STATS = """
+    UPDATE customers_customer AS customer SET
+        orders_count = customer.orders_count + added.orders,
+        total_spent = customer.total_spent + added.spent,
+        first_purchase_at = LEAST(customer.first_purchase_at, added.first_at),
+        last_purchase_at = GREATEST(customer.last_purchase_at, added.last_at)
+    FROM (
+        SELECT customer_id, count(*) AS orders, sum(total) AS spent, min(placed_at) AS first_at,
+               max(placed_at) AS last_at
+        FROM unnest(%s::bigint[], %s::numeric[], %s::timestamptz[]) AS p(customer_id, total, placed_at)
+        GROUP BY customer_id
+    ) AS added
+    WHERE customer.id = added.customer_id
+"""
+
+
+def customer_stats_add_purchases(*, purchases: Iterable[tuple[int, Decimal, dt.datetime]]) -> None:
+    """Add new completed purchases, given as (customer_id, total, placed_at), to their customers' stats.
+
+    Only for purchases just inserted in this transaction by a caller holding the customers'
+    locks; any other change (refund, cancel) recomputes with ``customer_stats_refresh``.
+    """
+    rows = list(purchases)
+    if not rows:
+        return
+    if connection.vendor != "postgresql":  # the embedded SQLite demo: recompute instead
+        customer_stats_refresh(customer_ids={customer_id for customer_id, _, _ in rows})
+        return
+    customer_ids, totals, placed = (list(column) for column in zip(*rows, strict=True))
+    with connection.cursor() as cursor:
+        cursor.execute(_ADD_PURCHASES_TO_STATS, [customer_ids, totals, placed])

@@ -21,7 +21,11 @@ from customers.models import (
     PurchaseStatus,
 )
 from customers.services import validation as v
-from customers.services.customers import customer_get_or_create_locked, customer_stats_refresh
+from customers.services.customers import (
+    customer_get_or_create_locked,
+    customer_stats_add_purchases,
+    customer_stats_refresh,
+)
 from retention_crm.errors import ApplicationError, Conflict, NotFound
 
 MAX_ITEMS_PER_ORDER = 1_000
@@ -121,7 +125,7 @@ class PurchaseInput:
 
 
 def _existing_or_conflict(data: PurchaseInput, digest: str) -> Purchase:
-    existing = Purchase.objects.select_related("customer").get(external_id=data.external_id)
+    existing = Purchase.objects.get(external_id=data.external_id)
     if existing.content_digest != digest:
         raise Conflict(
             f"Purchase {data.external_id!r} already exists with different content.",
@@ -202,7 +206,8 @@ def purchase_record(*, data: PurchaseInput) -> tuple[Purchase, bool]:
             for item in data.items
         ]
     )
-    customer_stats_refresh(customer_ids=[customer.pk])
+    if purchase.status == PurchaseStatus.COMPLETED:
+        customer_stats_add_purchases(purchases=[(customer.pk, purchase.total, purchase.placed_at)])
     return purchase, True
 
 
