@@ -4,7 +4,7 @@ here describe the shapes for the OpenAPI schema and the browsable API; output se
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from customers.models import Cart, Channel, ConsentSource, Customer, NpsResponse, Purchase, PurchaseStatus
+from customers.models import CartStatus, Channel, ConsentSource, Customer, PurchaseStatus
 from customers.selectors import customer_consents
 
 # Sources a shop may report through the API; erasure and provider events are recorded by us.
@@ -110,26 +110,19 @@ class PurchaseWriteSerializer(serializers.Serializer):
     points_redeemed = serializers.IntegerField(min_value=0, required=False, allow_null=True)
 
 
-class PurchaseSerializer(serializers.ModelSerializer):
+class PurchaseSerializer(serializers.Serializer):
+    # A plain Serializer: ModelSerializer rebuilds its fields on every call, a cost on the hot path.
+    external_id = serializers.CharField()
     customer = serializers.CharField(source="customer.external_id")
+    placed_at = serializers.DateTimeField()
+    total = serializers.DecimalField(max_digits=12, decimal_places=2)
+    currency = serializers.CharField()
+    status = serializers.ChoiceField(choices=PurchaseStatus.values)
+    items = LineItemSerializer(many=True, source="items.all")
     cart_id = serializers.CharField(source="cart_external_id")
-    items = LineItemSerializer(many=True)
-
-    class Meta:
-        model = Purchase
-        fields = (
-            "external_id",
-            "customer",
-            "placed_at",
-            "total",
-            "currency",
-            "status",
-            "items",
-            "cart_id",
-            "points_redeemed",
-            "created_at",
-            "status_changed_at",
-        )
+    points_redeemed = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+    status_changed_at = serializers.DateTimeField(allow_null=True)
 
 
 class BulkPurchasesWriteSerializer(serializers.Serializer):
@@ -151,13 +144,14 @@ class CartWriteSerializer(serializers.Serializer):
     items = LineItemSerializer(many=True, help_text="The whole cart; an empty list empties it")
 
 
-class CartSerializer(serializers.ModelSerializer):
+class CartSerializer(serializers.Serializer):
+    external_id = serializers.CharField()
     customer = serializers.CharField(source="customer.external_id")
-    items = LineItemSerializer(many=True)
-
-    class Meta:
-        model = Cart
-        fields = ("external_id", "customer", "status", "items", "created_at", "updated_at", "converted_at")
+    status = serializers.ChoiceField(choices=CartStatus.values)
+    items = LineItemSerializer(many=True, source="items.all")
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    converted_at = serializers.DateTimeField(allow_null=True)
 
 
 # --- NPS ------------------------------------------------------------------------------------------
@@ -170,9 +164,9 @@ class NpsWriteSerializer(serializers.Serializer):
     answered_at = serializers.DateTimeField(required=False)
 
 
-class NpsSerializer(serializers.ModelSerializer):
+class NpsSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
     customer = serializers.CharField(source="customer.external_id")
-
-    class Meta:
-        model = NpsResponse
-        fields = ("id", "customer", "score", "comment", "answered_at")
+    score = serializers.IntegerField()
+    comment = serializers.CharField()
+    answered_at = serializers.DateTimeField()
