@@ -6,7 +6,7 @@ services, every error leaves through the API's exception handler in the SPEC's s
 
 from typing import Any
 
-from drf_spectacular.utils import OpenApiExample, extend_schema
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -47,6 +47,55 @@ from retention_crm.errors import ApplicationError
 
 ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
 
+CUSTOMER_RESPONSE = {
+    "external_id": "shop-customer-42",
+    "email": "ada@example.com",
+    "phone": "+442079460958",
+    "first_name": "Ada",
+    "last_name": "Lovelace",
+    "birth_date": "1990-12-10",
+    "timezone": "Europe/London",
+    "tags": ["newsletter"],
+    "attributes": {"source": "instagram"},
+    "created_at": "2026-01-02T03:04:05Z",
+    "referred_by": None,
+    "erased": False,
+    "orders_count": 3,
+    "total_spent": "179.70",
+    "first_purchase_at": "2026-02-01T10:00:00Z",
+    "last_purchase_at": "2026-11-20T13:03:00Z",
+    "points_balance": 180,
+    "tier": "bronze",
+    "rfm_segment": "Loyal",
+    "churn_risk": 0.12,
+    "consents": {"email": True, "sms": False, "push": False, "webhook": False},
+}
+PURCHASE_RESPONSE = {
+    "external_id": "order-10001",
+    "customer": "shop-customer-42",
+    "placed_at": "2026-11-20T13:03:00Z",
+    "total": "59.90",
+    "currency": "USD",
+    "status": "completed",
+    "items": [{"sku": "TEA-GREEN", "name": "Green tea", "category": "tea", "quantity": 2, "unit_price": "29.95"}],
+    "cart_id": "cart-7781",
+    "points_redeemed": 0,
+    "created_at": "2026-11-20T13:03:02Z",
+    "status_changed_at": None,
+}
+INVALID_EXAMPLE = OpenApiExample(
+    "Invalid input",
+    value={
+        "error": {
+            "code": "invalid",
+            "message": "total: must not be negative",
+            "fields": {"total": ["must not be negative"]},
+        }
+    },
+    response_only=True,
+    status_codes=["400"],
+)
+
 
 def body_object(request: Request) -> dict[str, Any]:
     """The JSON body, which must be an object."""
@@ -63,6 +112,18 @@ def actor_name(request: Request) -> str:
     return str(request.user)
 
 
+@extend_schema_view(
+    get=extend_schema(
+        summary="List, filter and search customers",
+        examples=[
+            OpenApiExample(
+                "A page",
+                value={"count": 1, "next": None, "previous": None, "results": [CUSTOMER_RESPONSE]},
+                response_only=True,
+            )
+        ],
+    )
+)
 class CustomerListApi(generics.ListAPIView):
     required_scopes = {"GET": "read"}
     serializer_class = CustomerSerializer
@@ -75,7 +136,11 @@ class CustomerListApi(generics.ListAPIView):
 class CustomerDetailApi(APIView):
     required_scopes = {"GET": "read", "PUT": "write"}
 
-    @extend_schema(responses={200: CustomerSerializer, **ERRORS}, summary="Customer 360")
+    @extend_schema(
+        responses={200: CustomerSerializer, **ERRORS},
+        summary="Customer 360",
+        examples=[OpenApiExample("Customer 360", value=CUSTOMER_RESPONSE, response_only=True)],
+    )
     def get(self, request: Request, external_id: str) -> Response:
         customer = customer_get(external_id=external_id)
         return Response(CustomerSerializer(customer).data)
@@ -97,7 +162,9 @@ class CustomerDetailApi(APIView):
                     "consents": {"email": True, "sms": False},
                 },
                 request_only=True,
-            )
+            ),
+            OpenApiExample("Customer 360", value=CUSTOMER_RESPONSE, response_only=True, status_codes=["200", "201"]),
+            INVALID_EXAMPLE,
         ],
     )
     def put(self, request: Request, external_id: str) -> Response:
@@ -112,7 +179,12 @@ class CustomerConsentApi(APIView):
         request=ConsentWriteSerializer,
         responses={200: CustomerSerializer, **ERRORS},
         summary="Grant or revoke a channel's consent",
-        examples=[OpenApiExample("Revoke SMS", value={"channel": "sms", "granted": False, "source": "api"})],
+        examples=[
+            OpenApiExample(
+                "Revoke SMS", value={"channel": "sms", "granted": False, "source": "api"}, request_only=True
+            ),
+            OpenApiExample("Customer 360", value=CUSTOMER_RESPONSE, response_only=True),
+        ],
     )
     def post(self, request: Request, external_id: str) -> Response:
         data = body_object(request)
@@ -128,7 +200,18 @@ class CustomerConsentApi(APIView):
 class CustomerEraseApi(APIView):
     required_scopes = {"POST": "write"}
 
-    @extend_schema(request=None, responses={200: EraseResultSerializer, **ERRORS}, summary="GDPR erasure")
+    @extend_schema(
+        request=None,
+        responses={200: EraseResultSerializer, **ERRORS},
+        summary="GDPR erasure",
+        examples=[
+            OpenApiExample(
+                "Erased",
+                value={"external_id": "shop-customer-42", "erased": True, "erased_at": "2026-11-24T09:00:00Z"},
+                response_only=True,
+            )
+        ],
+    )
     def post(self, request: Request, external_id: str) -> Response:
         customer, _ = customer_erase(external_id=external_id, actor=actor_name(request))
         return Response({"external_id": customer.external_id, "erased": True, "erased_at": customer.erased_at})
@@ -153,7 +236,11 @@ class PurchaseCreateApi(APIView):
         request=PurchaseWriteSerializer,
         responses={200: PurchaseSerializer, 201: PurchaseSerializer, 409: ErrorSerializer, **ERRORS},
         summary="Record a purchase (idempotent on external_id)",
-        examples=[OpenApiExample("Order", value=PURCHASE_EXAMPLE, request_only=True)],
+        examples=[
+            OpenApiExample("Order", value=PURCHASE_EXAMPLE, request_only=True),
+            OpenApiExample("Stored purchase", value=PURCHASE_RESPONSE, response_only=True, status_codes=["200", "201"]),
+            INVALID_EXAMPLE,
+        ],
     )
     def post(self, request: Request) -> Response:
         purchase, created = purchase_record(data=PurchaseInput.clean(body_object(request)))
@@ -167,7 +254,28 @@ class PurchaseBulkApi(APIView):
         request=BulkPurchasesWriteSerializer,
         responses={200: BulkResultsSerializer, **ERRORS},
         summary="Record up to 1,000 purchases; one result per item",
-        examples=[OpenApiExample("Two orders", value={"purchases": [PURCHASE_EXAMPLE]}, request_only=True)],
+        examples=[
+            OpenApiExample("Orders", value={"purchases": [PURCHASE_EXAMPLE]}, request_only=True),
+            OpenApiExample(
+                "One result per order",
+                value={
+                    "results": [
+                        {"external_id": "order-10001", "status": "created", "error": None},
+                        {"external_id": "order-10002", "status": "exists", "error": None},
+                        {
+                            "external_id": "order-10003",
+                            "status": "error",
+                            "error": {
+                                "code": "invalid",
+                                "message": "total: must not be negative",
+                                "fields": {"total": ["must not be negative"]},
+                            },
+                        },
+                    ]
+                },
+                response_only=True,
+            ),
+        ],
     )
     def post(self, request: Request) -> Response:
         data = body_object(request)
@@ -183,7 +291,18 @@ class PurchaseBulkApi(APIView):
 class PurchaseRefundApi(APIView):
     required_scopes = {"POST": "write"}
 
-    @extend_schema(request=None, responses={200: PurchaseSerializer, 409: ErrorSerializer, **ERRORS}, summary="Refund")
+    @extend_schema(
+        request=None,
+        responses={200: PurchaseSerializer, 409: ErrorSerializer, **ERRORS},
+        summary="Refund",
+        examples=[
+            OpenApiExample(
+                "Refunded",
+                value={**PURCHASE_RESPONSE, "status": "refunded", "status_changed_at": "2026-11-22T08:00:00Z"},
+                response_only=True,
+            )
+        ],
+    )
     def post(self, request: Request, external_id: str) -> Response:
         purchase, _ = purchase_refund(external_id=external_id)
         return Response(PurchaseSerializer(selectors.purchase_detail(purchase)).data)
@@ -201,7 +320,21 @@ class CartApi(APIView):
                 "Cart",
                 value={"customer": "shop-customer-42", "items": [{"sku": "MUG", "quantity": 1, "unit_price": "12.00"}]},
                 request_only=True,
-            )
+            ),
+            OpenApiExample(
+                "Stored cart",
+                value={
+                    "external_id": "cart-7781",
+                    "customer": "shop-customer-42",
+                    "status": "open",
+                    "items": [{"sku": "MUG", "name": "", "category": "", "quantity": 1, "unit_price": "12.00"}],
+                    "created_at": "2026-11-20T12:00:00Z",
+                    "updated_at": "2026-11-20T12:40:00Z",
+                    "converted_at": None,
+                },
+                response_only=True,
+                status_codes=["200", "201"],
+            ),
         ],
     )
     def put(self, request: Request, external_id: str) -> Response:
@@ -224,7 +357,23 @@ class NpsApi(APIView):
         request=NpsWriteSerializer,
         responses={201: NpsSerializer, **ERRORS},
         summary="Record an NPS answer",
-        examples=[OpenApiExample("Promoter", value={"customer": "shop-customer-42", "score": 9, "comment": "Fast!"})],
+        examples=[
+            OpenApiExample(
+                "Promoter", value={"customer": "shop-customer-42", "score": 9, "comment": "Fast!"}, request_only=True
+            ),
+            OpenApiExample(
+                "Stored answer",
+                value={
+                    "id": 7,
+                    "customer": "shop-customer-42",
+                    "score": 9,
+                    "comment": "Fast!",
+                    "answered_at": "2026-11-21T09:00:00Z",
+                },
+                response_only=True,
+                status_codes=["201"],
+            ),
+        ],
     )
     def post(self, request: Request) -> Response:
         data = body_object(request)

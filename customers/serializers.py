@@ -104,7 +104,7 @@ class PurchaseWriteSerializer(serializers.Serializer):
     placed_at = serializers.DateTimeField(help_text="ISO 8601; a time without offset is read in the store's zone")
     total = serializers.DecimalField(max_digits=12, decimal_places=2, min_value=0)
     currency = serializers.CharField(required=False, help_text="The store's currency; another is refused")
-    status = serializers.ChoiceField(choices=PurchaseStatus.values, required=False, default=PurchaseStatus.COMPLETED)
+    status = serializers.ChoiceField(choices=PurchaseStatus.choices, required=False, default=PurchaseStatus.COMPLETED)
     items = LineItemSerializer(many=True, required=False)
     cart_id = serializers.CharField(max_length=64, required=False, allow_null=True)
     points_redeemed = serializers.IntegerField(min_value=0, required=False, allow_null=True)
@@ -117,7 +117,7 @@ class PurchaseSerializer(serializers.Serializer):
     placed_at = serializers.DateTimeField()
     total = serializers.DecimalField(max_digits=12, decimal_places=2)
     currency = serializers.CharField()
-    status = serializers.ChoiceField(choices=PurchaseStatus.values)
+    status = serializers.ChoiceField(choices=PurchaseStatus.choices)
     items = LineItemSerializer(many=True, source="items.all")
     cart_id = serializers.CharField(source="cart_external_id")
     points_redeemed = serializers.IntegerField()
@@ -129,9 +129,12 @@ class BulkPurchasesWriteSerializer(serializers.Serializer):
     purchases = PurchaseWriteSerializer(many=True, max_length=1000)
 
 
+BULK_RESULT_STATUSES = [("created", "created"), ("exists", "exists"), ("error", "error")]
+
+
 class BulkResultSerializer(serializers.Serializer):
     external_id = serializers.CharField(allow_null=True)
-    status = serializers.ChoiceField(choices=["created", "exists", "error"])
+    status = serializers.ChoiceField(choices=BULK_RESULT_STATUSES)
     error = ErrorDetailSerializer(allow_null=True)
 
 
@@ -147,7 +150,7 @@ class CartWriteSerializer(serializers.Serializer):
 class CartSerializer(serializers.Serializer):
     external_id = serializers.CharField()
     customer = serializers.CharField(source="customer.external_id")
-    status = serializers.ChoiceField(choices=CartStatus.values)
+    status = serializers.ChoiceField(choices=CartStatus.choices)
     items = LineItemSerializer(many=True, source="items.all")
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()

@@ -169,6 +169,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Customers, purchases, carts, loyalty, campaigns and retention metrics.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {
+        "PurchaseStatusEnum": "customers.models.PurchaseStatus",
+        "CartStatusEnum": "customers.models.CartStatus",
+        "BulkResultStatusEnum": "customers.serializers.BULK_RESULT_STATUSES",
+    },
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
     "COMPONENT_SPLIT_REQUEST": True,
