@@ -12,5 +12,4 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
             "type": "apiKey",
             "in": "header",
             "name": "Authorization",
-            "description": "`Api-Key <key>`; create one with `manage.py create_api_key NAME --scopes ...`",
         }

@@ -17,7 +17,7 @@ def schema() -> dict:
 
 
 def has_example(operation: dict) -> bool:
-    bodies = [operation.get("requestBody", {})] + list(operation.get("responses", {}).values())
+    bodies = [operation.get("requestBody", {}), *operation.get("responses", {}).values()]
     return any(
         "examples" in media or "example" in media for body in bodies for media in body.get("content", {}).values()
     )
@@ -35,12 +35,8 @@ def test_every_api_operation_has_an_example(schema):
 
 
 def test_api_key_scheme_is_documented(schema):
-    assert schema["components"]["securitySchemes"]["ApiKey"] == {
-        "type": "apiKey",
-        "in": "header",
-        "name": "Authorization",
-        "description": schema["components"]["securitySchemes"]["ApiKey"]["description"],
-    }
+    scheme = schema["components"]["securitySchemes"]["ApiKey"]
+    assert (scheme["type"], scheme["in"], scheme["name"]) == ("apiKey", "header", "Authorization")
 
 
 def test_docs_and_schema_are_served_without_a_key(client):
