@@ -133,7 +133,7 @@ def customers_with_tag(*, tag: str, queryset: QuerySet[Customer] | None = None) 
 
 def customer_list() -> QuerySet[Customer]:
     """Customers for the API list, newest first, with what each row shows fetched in bulk."""
-    return Customer.objects.select_related("referred_by").prefetch_related("consents").order_by("-id")
+    return Customer.objects.select_related("referred_by", "score").prefetch_related("consents").order_by("-id")
 
 
 def purchase_detail(purchase: Purchase) -> Purchase:

@@ -78,8 +78,9 @@ class CustomerSerializer(serializers.Serializer):
     last_purchase_at = serializers.DateTimeField(allow_null=True)
     points_balance = serializers.IntegerField()
     tier = serializers.CharField()
-    rfm_segment = serializers.CharField(allow_null=True, default=None)
-    churn_risk = serializers.FloatField(allow_null=True, default=None)
+    # Scores are refreshed nightly by the metrics app; a customer not yet scored shows null.
+    rfm_segment = serializers.CharField(source="score.rfm_segment", allow_null=True, default=None)
+    churn_risk = serializers.FloatField(source="score.churn_risk", allow_null=True, default=None)
     consents = ConsentsField()
 
 

@@ -11,6 +11,7 @@ admin.site.index_title = "Customers, campaigns and retention"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/v1/metrics/", include("metrics.urls")),
     path("api/v1/", include("customers.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

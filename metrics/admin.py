@@ -1,0 +1,79 @@
+"""The analysts' dashboard and read-only views of the stored scores and snapshots."""
+
+from typing import Any
+
+from django.contrib import admin
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
+
+from metrics.dashboard import dashboard_build
+from metrics.models import CustomerScore, DailySnapshot, Dashboard
+from metrics.periods import parse_period, parse_window
+from retention_crm.errors import ApplicationError
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Derived data: recomputed by the nightly tasks, never edited by hand."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Dashboard)
+class DashboardAdmin(ReadOnlyAdmin):
+    """/admin/metrics/dashboard/: CRR and churn over time, cohorts, RFM segments, NPS."""
+
+    def get_urls(self) -> list[URLPattern]:
+        # Only the page itself: the model has no table, so there are no objects to add or change.
+        name = f"{self.opts.app_label}_{self.opts.model_name}_changelist"
+        return [path("", self.admin_site.admin_view(self.changelist_view), name=name)]
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> TemplateResponse:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        query = request.GET
+        error = None
+        try:
+            period = parse_period(query.get("start"), query.get("end"))
+            window = parse_window(query.get("window_days"))
+        except ApplicationError as problem:
+            error = problem.message
+            period, window = parse_period(None, None), parse_window(None)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Retention dashboard",
+            "opts": self.opts,
+            "error": error,
+            "dashboard": dashboard_build(period=period, window_days=window),
+            "form": {
+                "start": query.get("start") or period.start.date().isoformat(),
+                "end": query.get("end") or period.end.date().isoformat(),
+                "window_days": query.get("window_days") or window,
+            },
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, "admin/metrics/dashboard.html", context)
+
+
+@admin.register(CustomerScore)
+class CustomerScoreAdmin(ReadOnlyAdmin):
+    list_display = ("customer", "rfm_segment", "r_score", "f_score", "m_score", "churn_risk", "p_alive", "computed_at")
+    list_filter = ("rfm_segment", "churn_model")
+    search_fields = ("customer__external_id",)
+    list_select_related = ("customer",)
+    show_full_result_count = False
+    ordering = ("-churn_risk",)
+
+
+@admin.register(DailySnapshot)
+class DailySnapshotAdmin(ReadOnlyAdmin):
+    list_display = ("date", "crr", "churn_rate", "customers_start", "customers_end", "orders", "revenue", "nps")
+    date_hierarchy = "date"

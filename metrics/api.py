@@ -1,0 +1,237 @@
+"""REST API v1 for metrics (scope ``metrics``). Thin views: parse the query, call one figure
+family, render through the response serializer."""
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from customers.serializers import ErrorSerializer
+from metrics import impact, rfm
+from metrics.cohorts import cohort_matrix
+from metrics.periods import parse_as_of, parse_cohort_period, parse_period, parse_window
+from metrics.retention import retention
+from metrics.serializers import CohortsSerializer, RetentionSerializer, RfmSerializer, SummarySerializer
+from metrics.summary import summary
+from retention_crm.api.pagination import Pagination
+from retention_crm.errors import ApplicationError
+
+ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer}
+MOMENT = "A date (midnight, store time) or an ISO 8601 datetime"
+START = OpenApiParameter("start", OpenApiTypes.STR, description=f"{MOMENT}; default: `end` minus 30 days")
+END = OpenApiParameter("end", OpenApiTypes.STR, description=f"{MOMENT}; default: midnight starting today")
+WINDOW = OpenApiParameter("window_days", OpenApiTypes.INT, description="W, 1 to 3650 days; default 90")
+PERIOD = {"start": "2026-03-01T00:00:00Z", "end": "2026-04-01T00:00:00Z"}
+RETENTION_EXAMPLE = OpenApiExample(
+    "30 active at the start, 8 new, 2 lost",
+    value={
+        **PERIOD,
+        "window_days": 90,
+        "customers_start": 30,
+        "customers_end": 36,
+        "new_customers": 8,
+        "retained": 28,
+        "reactivated": 0,
+        "lost": 2,
+        "crr": 0.9333333333333333,
+        "churn_rate": 0.06666666666666667,
+    },
+    response_only=True,
+)
+SUMMARY_EXAMPLE = OpenApiExample(
+    "March",
+    value={
+        **PERIOD,
+        "window_days": 90,
+        "purchasing_customers": 2,
+        "repeat_customers": 1,
+        "orders": 3,
+        "revenue": "150.00",
+        "customers_end": 2,
+        "repeat_purchase_rate": 0.5,
+        "purchase_frequency": 1.5,
+        "aov": "50.00",
+        "arpu": "75.00",
+        "clv": "85.00",
+        "clv_customers": 2,
+        "nps": 0.0,
+        "nps_answers": 6,
+        "promoters": 2,
+        "passives": 2,
+        "detractors": 2,
+    },
+    response_only=True,
+)
+COHORTS_EXAMPLE = OpenApiExample(
+    "Two cohorts",
+    value={
+        "start": "2026-01-01T00:00:00Z",
+        "end": "2026-04-01T00:00:00Z",
+        "cohorts": [
+            {"cohort": "2026-01", "size": 2, "retention": [1.0, 0.5, 1.0], "active": [2, 1, 2]},
+            {"cohort": "2026-03", "size": 1, "retention": [1.0], "active": [1]},
+        ],
+    },
+    response_only=True,
+)
+RFM_EXAMPLE = OpenApiExample(
+    "A page of one",
+    value={
+        "as_of": "2026-06-01T00:00:00Z",
+        "customers": 10,
+        "segments": {
+            "Champions": 2,
+            "Loyal": 2,
+            "Potential loyalist": 1,
+            "New": 0,
+            "At risk": 2,
+            "Cannot lose": 0,
+            "Hibernating": 1,
+            "Lost": 2,
+        },
+        "count": 10,
+        "next": "https://shop.example.com/api/v1/metrics/rfm?as_of=2026-06-01&limit=1&offset=1",
+        "previous": None,
+        "results": [
+            {
+                "customer": "cust-10",
+                "last_purchase_at": "2026-05-10T12:00:00Z",
+                "recency_days": 22,
+                "frequency": 10,
+                "monetary": "1000.00",
+                "r": 5,
+                "f": 5,
+                "m": 5,
+                "score": "555",
+                "segment": "Champions",
+            }
+        ],
+    },
+    response_only=True,
+)
+
+
+class RetentionApi(APIView):
+    required_scopes = {"GET": "metrics"}
+
+    @extend_schema(
+        parameters=[
+            START,
+            END,
+            WINDOW,
+            OpenApiParameter("campaign", OpenApiTypes.STR, description="Restrict to one campaign's group (soon)"),
+            OpenApiParameter("group", OpenApiTypes.STR, enum=list(impact.GROUPS), description="treated or control"),
+        ],
+        responses={200: RetentionSerializer, **ERRORS},
+        summary="CRR and churn for a period (SPEC §5)",
+        examples=[RETENTION_EXAMPLE],
+    )
+    def get(self, request: Request) -> Response:
+        query = request.query_params
+        period = parse_period(query.get("start"), query.get("end"))
+        window = parse_window(query.get("window_days"))
+        customer_ids = impact.group_customer_ids(campaign=query.get("campaign"), group=query.get("group"))
+        table = retention(start=period.start, end=period.end, window_days=window, customer_ids=customer_ids)
+        return Response(RetentionSerializer(table.as_dict()).data)
+
+
+class SummaryApi(APIView):
+    required_scopes = {"GET": "metrics"}
+
+    @extend_schema(
+        parameters=[START, END, WINDOW],
+        responses={200: SummarySerializer, **ERRORS},
+        summary="Repeat rate, frequency, AOV, ARPU, CLV and NPS for a period",
+        examples=[SUMMARY_EXAMPLE],
+    )
+    def get(self, request: Request) -> Response:
+        query = request.query_params
+        period = parse_period(query.get("start"), query.get("end"))
+        figures = summary(start=period.start, end=period.end, window_days=parse_window(query.get("window_days")))
+        return Response(SummarySerializer(figures.as_dict()).data)
+
+
+class CohortsApi(APIView):
+    required_scopes = {"GET": "metrics"}
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "start", OpenApiTypes.STR, description=f"{MOMENT}; default: 11 months before `end`'s month"
+            ),
+            END,
+        ],
+        responses={200: CohortsSerializer, **ERRORS},
+        summary="Monthly cohort retention matrix, oldest cohort first",
+        examples=[COHORTS_EXAMPLE],
+    )
+    def get(self, request: Request) -> Response:
+        query = request.query_params
+        period = parse_cohort_period(query.get("start"), query.get("end"))
+        cohorts = cohort_matrix(start=period.start, end=period.end)
+        body = {"start": period.start, "end": period.end, "cohorts": [cohort.as_dict() for cohort in cohorts]}
+        return Response(CohortsSerializer(body).data)
+
+
+class _LazyPage(Sequence):
+    """What the paginator slices: its length is known, a slice runs one page query."""
+
+    def __init__(self, count: int, fetch: Callable[[int, int], list[Any]]) -> None:
+        self.count = count
+        self.fetch = fetch
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: Any) -> list[Any]:
+        if not isinstance(index, slice):
+            raise TypeError("only slices")
+        return self.fetch(index.start or 0, index.stop - (index.start or 0))
+
+
+class RfmApi(APIView):
+    required_scopes = {"GET": "metrics"}
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("as_of", OpenApiTypes.STR, description=f"{MOMENT}; default: now"),
+            OpenApiParameter("segment", OpenApiTypes.STR, enum=list(rfm.SEGMENTS), description="Only this segment"),
+            OpenApiParameter("limit", OpenApiTypes.INT, description="Page size, at most 500"),
+            OpenApiParameter("offset", OpenApiTypes.INT),
+        ],
+        responses={200: RfmSerializer, **ERRORS},
+        summary="RFM segment counts and per-customer scores (paginated, by external_id)",
+        examples=[RFM_EXAMPLE],
+    )
+    def get(self, request: Request) -> Response:
+        query = request.query_params
+        as_of = parse_as_of(query.get("as_of"))
+        segment = query.get("segment") or None
+        if segment is not None and segment not in rfm.SEGMENTS:
+            raise ApplicationError(
+                f"Unknown segment {segment!r}.",
+                code="invalid",
+                fields={"segment": [f"one of {', '.join(rfm.SEGMENTS)}"]},
+            )
+        counts = rfm.segment_counts(as_of=as_of)
+        total = sum(counts.values())
+        rows = _LazyPage(
+            counts[segment] if segment else total,
+            lambda offset, limit: rfm.scored_page(as_of=as_of, offset=offset, limit=limit, segment=segment),
+        )
+        paginator = Pagination()
+        page = paginator.paginate_queryset(rows, request, view=self)
+        body = {
+            "as_of": as_of,
+            "customers": total,
+            "segments": counts,
+            "count": len(rows),
+            "next": paginator.get_next_link(),
+            "previous": paginator.get_previous_link(),
+            "results": [row.as_dict() for row in page],
+        }
+        return Response(RfmSerializer(body).data)

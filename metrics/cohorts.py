@@ -1,0 +1,93 @@
+"""Monthly acquisition cohorts (SPEC §5).
+
+A customer's cohort is the store-local calendar month of their first completed purchase (the
+kept-current ``first_purchase_at``). Cell (c, k) is the share of cohort c with at least one
+completed purchase in month c + k, so k = 0 is 1.0 by construction.
+
+The range: cohorts from the month containing ``start`` to the month containing the last instant
+before ``end``; purchases count up to ``end``, so a month cut by ``end`` counts what happened so far.
+"""
+
+import datetime as dt
+from dataclasses import dataclass
+
+from django.db.models import Count
+from django.db.models.functions import TruncMonth
+
+from customers.models import Customer
+from metrics.periods import add_months, month_start, store_tz
+from metrics.retention import CustomerIds, completed_purchases
+
+
+@dataclass(frozen=True)
+class Cohort:
+    month: dt.date  # first day of the store-local month
+    size: int
+    active: list[int]  # customers of the cohort active in month c + k, k = 0, 1, ...
+
+    @property
+    def label(self) -> str:
+        return f"{self.month:%Y-%m}"
+
+    @property
+    def retention(self) -> list[float]:
+        return [count / self.size for count in self.active]
+
+    def as_dict(self) -> dict:
+        return {"cohort": self.label, "size": self.size, "retention": self.retention, "active": self.active}
+
+
+def _month_key(moment: dt.datetime) -> tuple[int, int]:
+    local = moment.astimezone(store_tz())
+    return local.year, local.month
+
+
+def cohort_months(*, start: dt.datetime, end: dt.datetime) -> list[dt.date]:
+    first = month_start(start)
+    last_key = _month_key(end - dt.timedelta(microseconds=1))
+    months = []
+    month = first
+    while _month_key(month) <= last_key:
+        months.append(month.astimezone(store_tz()).date())
+        month = add_months(month, 1)
+    return months
+
+
+def cohort_matrix(*, start: dt.datetime, end: dt.datetime, customer_ids: CustomerIds | None = None) -> list[Cohort]:
+    """Cohorts with at least one customer, oldest first, in two queries (sizes, then active counts)."""
+    tz = store_tz()
+    months = cohort_months(start=start, end=end)
+    begin = month_start(start)
+
+    members = Customer.objects.filter(first_purchase_at__gte=begin, first_purchase_at__lt=end)
+    if customer_ids is not None:
+        members = members.filter(pk__in=customer_ids)
+    sizes = {
+        _month_key(row["cohort"]): row["size"]
+        for row in members.annotate(cohort=TruncMonth("first_purchase_at", tzinfo=tz))
+        .values("cohort")
+        .annotate(size=Count("pk"))
+        .order_by()
+    }
+
+    cells = (
+        completed_purchases(customer_ids)
+        .filter(placed_at__gte=begin, placed_at__lt=end)
+        .filter(customer__first_purchase_at__gte=begin, customer__first_purchase_at__lt=end)
+        .annotate(
+            cohort=TruncMonth("customer__first_purchase_at", tzinfo=tz),
+            month=TruncMonth("placed_at", tzinfo=tz),
+        )
+        .values("cohort", "month")
+        .annotate(active=Count("customer_id", distinct=True))
+    )
+    active = {(_month_key(row["cohort"]), _month_key(row["month"])): row["active"] for row in cells}
+
+    cohorts = []
+    for i, month in enumerate(months):
+        key = (month.year, month.month)
+        if not sizes.get(key):
+            continue
+        row = [active.get((key, (later.year, later.month)), 0) for later in months[i:]]
+        cohorts.append(Cohort(month=month, size=sizes[key], active=row))
+    return cohorts

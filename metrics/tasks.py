@@ -1,0 +1,38 @@
+"""Celery entry points of the metrics app, on the ``metrics`` queue. Thin: each calls one service.
+
+Both are idempotent (scores are an upsert of the whole table in one transaction; a snapshot is one
+row per day), so a retry after a lost connection or a killed worker just does the work again.
+"""
+
+from typing import Any
+
+from celery import shared_task
+from django.db import InterfaceError, OperationalError
+
+from metrics.churn_risk import customer_scores_refresh
+from metrics.snapshots import snapshots_fill
+
+# At a million customers the refresh reads ten million purchases and fits a model: minutes, not seconds.
+NIGHTLY_SOFT_TIME_LIMIT = 3_600
+NIGHTLY_TIME_LIMIT = 3_900
+METRICS_TASK_KWARGS: dict[str, Any] = {
+    "queue": "metrics",
+    "autoretry_for": (OperationalError, InterfaceError),
+    "retry_backoff": True,
+    "retry_backoff_max": 600,
+    "retry_jitter": True,
+    "max_retries": 5,
+    "soft_time_limit": NIGHTLY_SOFT_TIME_LIMIT,
+    "time_limit": NIGHTLY_TIME_LIMIT,
+}
+
+
+@shared_task(name="metrics.refresh_customer_scores", **METRICS_TASK_KWARGS)
+def refresh_customer_scores() -> dict[str, Any]:
+    result = customer_scores_refresh()
+    return {"customers": result.customers, "bgnbd_customers": result.bgnbd_customers}
+
+
+@shared_task(name="metrics.take_daily_snapshots", **METRICS_TASK_KWARGS)
+def take_daily_snapshots() -> list[str]:
+    return [day.isoformat() for day in snapshots_fill()]

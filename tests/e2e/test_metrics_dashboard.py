@@ -1,0 +1,119 @@
+"""Analysts read the retention dashboard in a real browser (headless chromium)."""
+
+import datetime as dt
+import importlib
+
+import pytest
+from django.apps import apps
+from django.contrib.auth.models import Group
+from playwright.sync_api import Page, expect
+
+from customers.services import nps_record
+from metrics.churn_risk import customer_scores_refresh
+from metrics.periods import local_midnight
+from metrics.snapshots import snapshots_fill
+from tests.e2e.conftest import STAFF_PASSWORD
+from tests.metrics.conftest import buy, noon
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+PERIOD = "start=2026-03-01&end=2026-04-01&window_days=90"
+
+
+@pytest.fixture
+def shop():
+    """The textbook shop: 30 customers active on 1 March, 2 of them lost, 8 new in March."""
+    for n in range(30):
+        buy(f"regular-{n:02d}", noon(dt.date(2025, 12, 11)), "40.00")
+        if n >= 2:
+            buy(f"regular-{n:02d}", noon(dt.date(2026, 3, 10)), f"{30 + n}.00")
+    for n in range(8):
+        buy(f"new-{n}", noon(dt.date(2026, 3, 5)), "25.00")
+    for score in (10, 9, 9, 7, 3):
+        nps_record(customer="regular-05", score=score, answered_at=noon(dt.date(2026, 3, 20)))
+    snapshots_fill(until=dt.date(2026, 3, 31), days=30)
+    customer_scores_refresh(as_of=local_midnight(dt.date(2026, 4, 1)))
+
+
+@pytest.fixture
+def staff_groups():
+    """The staff groups come from data migrations, whose rows the flush between transactional
+    tests removes: run the same migration functions again."""
+    for module, function in (
+        ("customers.migrations.0002_staff_groups", "create_groups"),
+        ("metrics.migrations.0002_permissions_and_schedules", "grant_permissions"),
+    ):
+        getattr(importlib.import_module(module), function)(apps, None)
+
+
+def login(page: Page, live_server, username: str) -> None:
+    page.goto(f"{live_server.url}/admin/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", STAFF_PASSWORD)
+    page.click("input[type=submit]")
+    page.wait_for_selector("#site-name")
+
+
+def test_dashboard_shows_retention_trend_cohorts_segments_and_nps(admin_page: Page, live_server, shop, tmp_path):
+    page = admin_page
+    page.goto(f"{live_server.url}/admin/")
+    page.click("a[href='/admin/metrics/dashboard/']")
+    expect(page.locator("h1")).to_contain_text("Retention dashboard")
+
+    page.goto(f"{live_server.url}/admin/metrics/dashboard/?{PERIOD}")
+    cards = page.locator("#retention-cards")
+    expect(cards.locator("[data-figure=crr]")).to_have_text("93.3 %")
+    expect(cards.locator("[data-figure=churn_rate]")).to_have_text("6.7 %")
+    expect(cards.locator("[data-figure=customers_start]")).to_have_text("30")
+    expect(cards.locator("[data-figure=customers_end]")).to_have_text("36")
+    expect(cards.locator("[data-figure=new_customers]")).to_have_text("8")
+
+    expect(page.locator("#trend-chart svg polyline")).to_have_count(2)
+    expect(page.locator("#trend-chart svg title")).to_have_text("CRR and churn, rolling 30 days")
+
+    heatmap = page.locator("#cohort-heatmap tbody tr")
+    expect(heatmap).to_have_count(2)
+    expect(heatmap.nth(0)).to_contain_text("2025-12")
+    expect(heatmap.nth(0).locator("td").nth(0)).to_have_text("30")  # cohort size
+    expect(heatmap.nth(0).locator("td").nth(1)).to_have_text("100%")  # month 0
+    expect(heatmap.nth(0).locator("td").nth(4)).to_have_text("93%")  # March: 28 of 30
+    expect(heatmap.nth(1)).to_contain_text("2026-03")
+
+    segments = page.locator("#rfm-segments svg g[data-label]")
+    expect(segments).to_have_count(8)
+    expect(page.locator("#rfm")).to_contain_text("From the nightly scores")
+
+    expect(page.locator("[data-figure=nps-score]")).to_have_text("40")  # (3 promoters - 1 detractor) / 5
+    expect(page.locator("#nps-chart rect[data-part=promoters]")).to_have_count(1)
+
+    screenshot = tmp_path / "metrics-dashboard.png"
+    page.screenshot(path=str(screenshot), full_page=True)
+    assert screenshot.stat().st_size > 20_000
+    assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bad_parameters_show_a_message_not_an_error_page(admin_page: Page, live_server):
+    response = admin_page.goto(f"{live_server.url}/admin/metrics/dashboard/?start=2026-04-01&end=2026-03-01")
+    assert response is not None and response.status == 200
+    expect(admin_page.locator("#dashboard-error")).to_contain_text("end must be after start")
+    expect(admin_page.locator("#trend-empty")).to_be_visible()
+
+
+def test_an_analyst_may_read_the_dashboard_and_support_may_not(
+    page: Page, live_server, django_user_model, shop, staff_groups
+):
+    for username, group in (("ana", "analyst"), ("sam", "support")):
+        user = django_user_model.objects.create_user(username, f"{username}@example.com", STAFF_PASSWORD, is_staff=True)
+        user.groups.add(Group.objects.get(name=group))
+
+    login(page, live_server, "ana")
+    expect(page.locator("a[href='/admin/metrics/dashboard/']").first).to_be_visible()
+    page.goto(f"{live_server.url}/admin/metrics/dashboard/?{PERIOD}")
+    expect(page.locator("[data-figure=crr]")).to_have_text("93.3 %")
+    assert page.locator("#metrics-dashboard form.period").count() == 1
+
+    page.context.clear_cookies()
+    login(page, live_server, "sam")
+    expect(page.locator("a[href='/admin/metrics/dashboard/']")).to_have_count(0)
+    response = page.goto(f"{live_server.url}/admin/metrics/dashboard/")
+    assert response is not None and response.status == 403
