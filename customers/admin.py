@@ -1,13 +1,15 @@
 """The staff UI for customer data. Writes go through the services; history is read-only."""
 
+from functools import partial
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import path
 
-from customers import selectors
+from customers import loyalty_admin, selectors, selectors_loyalty
 from customers.models import (
     AuditLog,
     Cart,
@@ -23,6 +25,7 @@ from customers.models import (
     PurchaseItem,
 )
 from customers.services import customer_changes_clean, customer_upsert, purchase_cancel, purchase_refund
+from metrics import selectors as metrics_selectors
 from retention_crm.errors import ApplicationError
 
 EDITABLE_CUSTOMER_FIELDS = (
@@ -223,7 +226,23 @@ class CustomerAdmin(admin.ModelAdmin):
         customer = self.get_object(request, object_id)
         if customer is not None:
             extra_context["customer_360"] = selectors.customer_360(customer=customer)
+            # Loyalty: tier progress, expiring points, tier history, and the adjust-points button.
+            extra_context["loyalty"] = selectors_loyalty.customer_loyalty(customer=customer)
+            extra_context["tier_history"] = list(
+                selectors_loyalty.tier_history(customer=customer)[: selectors.RECENT_ROWS]
+            )
+            extra_context["can_adjust_points"] = request.user.has_perm(loyalty_admin.ADJUST_PERMISSION)
+            # Metrics: the nightly RFM segment and churn risk (None until the customer is scored).
+            extra_context["customer_scores"] = metrics_selectors.customer_scores(customer)
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def get_urls(self):
+        adjust = path(
+            "<path:object_id>/adjust-points/",
+            self.admin_site.admin_view(partial(loyalty_admin.adjust_points_view, self)),
+            name="customers_customer_adjust_points",
+        )
+        return [adjust, *super().get_urls()]
 
     def save_model(self, request: HttpRequest, obj: Customer, form: CustomerForm, change: bool) -> None:
         customer, _ = customer_upsert(

@@ -2,7 +2,7 @@
 
 from django.urls import re_path
 
-from customers import api
+from customers import api, loyalty_api
 
 EXTERNAL_ID = r"(?P<external_id>[^/]+)"
 
@@ -11,6 +11,13 @@ urlpatterns = [
     re_path(rf"^customers/{EXTERNAL_ID}/?$", api.CustomerDetailApi.as_view(), name="customer-detail"),
     re_path(rf"^customers/{EXTERNAL_ID}/consents/?$", api.CustomerConsentApi.as_view(), name="customer-consents"),
     re_path(rf"^customers/{EXTERNAL_ID}/erase/?$", api.CustomerEraseApi.as_view(), name="customer-erase"),
+    re_path(rf"^customers/{EXTERNAL_ID}/loyalty/?$", loyalty_api.CustomerLoyaltyApi.as_view(), name="customer-loyalty"),
+    re_path(
+        rf"^customers/{EXTERNAL_ID}/loyalty/redeem/?$", loyalty_api.LoyaltyRedeemApi.as_view(), name="loyalty-redeem"
+    ),
+    re_path(
+        rf"^customers/{EXTERNAL_ID}/loyalty/adjust/?$", loyalty_api.LoyaltyAdjustApi.as_view(), name="loyalty-adjust"
+    ),
     re_path(r"^purchases/?$", api.PurchaseCreateApi.as_view(), name="purchase-create"),
     re_path(r"^purchases/bulk/?$", api.PurchaseBulkApi.as_view(), name="purchase-bulk"),
     re_path(rf"^purchases/{EXTERNAL_ID}/refund/?$", api.PurchaseRefundApi.as_view(), name="purchase-refund"),

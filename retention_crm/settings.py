@@ -122,6 +122,30 @@ EMAIL_USE_SSL = _email.get("EMAIL_USE_SSL", False)
 EMAIL_FILE_PATH = _email.get("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="shop@example.com")
 
+# --- Campaign channels -----------------------------------------------------------------------------
+# Email goes through EMAIL_BACKEND above. SMS, push and webhook (messenger bots) POST JSON to their
+# provider when <CHANNEL>_URL is set (with <CHANNEL>_TOKEN as a bearer token); with no URL they
+# print to the console. <CHANNEL>_BACKEND picks another: http, console, file, locmem or a dotted path.
+CAMPAIGN_CHANNELS: dict[str, dict[str, object]] = {"email": {"BACKEND": "email"}}
+for _channel in ("sms", "push", "webhook"):
+    _prefix = _channel.upper()
+    _url = env.str(f"{_prefix}_URL", default="")
+    CAMPAIGN_CHANNELS[_channel] = {
+        "BACKEND": env.str(f"{_prefix}_BACKEND", default="http" if _url else "console"),
+        "URL": _url,
+        "TOKEN": env.str(f"{_prefix}_TOKEN", default=""),
+        "TIMEOUT": env.float(f"{_prefix}_TIMEOUT", default=10.0),
+    }
+# The file backend's folder (one JSON line per message and channel).
+CAMPAIGN_FILE_DIR = env.str("CAMPAIGN_FILE_DIR", default=str(VAR_DIR / "outbox"))
+# Providers' delivery callbacks must send this in X-Callback-Secret; empty refuses every callback.
+CAMPAIGN_CALLBACK_SECRET = env.str("CAMPAIGN_CALLBACK_SECRET", default="")
+# A message this long in "sending" is taken to belong to a dead worker and is queued again. Keep it
+# above the send task's hard time limit (300 s) so a live worker's messages are never taken.
+CAMPAIGN_SENDING_STALE_SECONDS = env.int("CAMPAIGN_SENDING_STALE_SECONDS", default=900)
+# Messages one send task claims at a time.
+CAMPAIGN_SEND_BATCH_SIZE = env.int("CAMPAIGN_SEND_BATCH_SIZE", default=500)
+
 # --- Security (all on once DEBUG is off; `manage.py check --deploy` stays clean) -----------------
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
@@ -173,6 +197,7 @@ SPECTACULAR_SETTINGS = {
         "PurchaseStatusEnum": "customers.models.PurchaseStatus",
         "CartStatusEnum": "customers.models.CartStatus",
         "BulkResultStatusEnum": "customers.serializers.BULK_RESULT_STATUSES",
+        "CampaignStatusEnum": "campaigns.models.CampaignStatus",
     },
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],

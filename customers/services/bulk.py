@@ -15,9 +15,11 @@ from typing import Any
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
+from campaigns.attribution import purchases_attribute  # campaigns: attribution hook
 from customers.models import Cart, CartStatus, Customer, Purchase, PurchaseStatus
 from customers.services import validation as v
 from customers.services.customers import customer_stats_add_purchases
+from customers.services.loyalty import loyalty_after_purchases
 from customers.services.purchases import PurchaseInput, products_ensure, purchase_record
 from retention_crm.errors import ApplicationError, Conflict
 
@@ -235,6 +237,21 @@ def _insert_set_based(new: list[tuple[int, PurchaseInput, str]], results: list[B
     customer_stats_add_purchases(
         purchases=[
             (customer_ids[item.customer], item.total, item.placed_at)
+            for _, item, _ in new
+            if item.external_id in inserted and item.status == PurchaseStatus.COMPLETED
+        ]
+    )
+
+    # Loyalty (SPEC §3): tiers, points earned, welcome and referral bonuses, for the whole batch.
+    loyalty_after_purchases(
+        purchase_ids=list(inserted.values()),
+        new_customer_ids=[customer_ids[name] for name in names if name not in known],
+    )
+
+    # Campaigns (SPEC §4 attribution): the batch's completed purchases, in one statement.
+    purchases_attribute(
+        purchase_ids=[
+            inserted[item.external_id]
             for _, item, _ in new
             if item.external_id in inserted and item.status == PurchaseStatus.COMPLETED
         ]

@@ -22,6 +22,7 @@ from customers.models import (
     PurchaseStatus,
 )
 from customers.services import validation as v
+from customers.services.loyalty import points_welcome_for_customers
 from retention_crm.errors import ApplicationError, Conflict, NotFound
 
 CUSTOMER_FIELDS = frozenset(
@@ -65,7 +66,11 @@ def customer_get_or_create_locked(*, external_id: str) -> tuple[Customer, bool]:
     requests for one customer queue up instead of overwriting each other's figures.
     """
     external_id = v.clean_external_id(external_id, "customer")
-    return Customer.objects.select_for_update().get_or_create(external_id=external_id)
+    customer, created = Customer.objects.select_for_update().get_or_create(external_id=external_id)
+    if created:
+        points_welcome_for_customers(customer_ids=[customer.pk])  # loyalty: the welcome bonus, once
+        customer.refresh_from_db(fields=["points_balance"])
+    return customer, created
 
 
 def _clean_consents(value: Any) -> dict[str, bool]:
@@ -147,6 +152,8 @@ def customer_upsert(
             # The first referrer counts; later claims do not move the credit.
             customer.referred_by = changes.referrer
     customer.save()
+    if created:
+        points_welcome_for_customers(customer_ids=[customer.pk])  # loyalty: the welcome bonus, once
     for channel, granted in changes.consents.items():
         consent_set(customer=customer, channel=channel, granted=granted, source=source)
     customer.refresh_from_db()

@@ -11,6 +11,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from campaigns.attribution import purchases_attribute  # campaigns: attribution hook
 from customers.models import (
     Cart,
     CartStatus,
@@ -26,6 +27,7 @@ from customers.services.customers import (
     customer_stats_add_purchases,
     customer_stats_refresh,
 )
+from customers.services.loyalty import loyalty_after_purchases, loyalty_after_status_change
 from retention_crm.errors import ApplicationError, Conflict, NotFound
 
 MAX_ITEMS_PER_ORDER = 1_000
@@ -208,6 +210,10 @@ def purchase_record(*, data: PurchaseInput) -> tuple[Purchase, bool]:
     )
     if purchase.status == PurchaseStatus.COMPLETED:
         customer_stats_add_purchases(purchases=[(customer.pk, purchase.total, purchase.placed_at)])
+        # Campaigns (SPEC §4 attribution): credit the purchase to the latest message whose window holds it.
+        purchases_attribute(purchase_ids=[purchase.pk])
+    # Loyalty (SPEC §3): tier recompute, points earned, a referrer's bonus; same transaction.
+    loyalty_after_purchases(purchase_ids=[purchase.pk])
     return purchase, True
 
 
@@ -233,6 +239,8 @@ def _purchase_status_change(*, external_id: str, to: str) -> tuple[Purchase, boo
     purchase.status_changed_at = timezone.now()
     purchase.save(update_fields=["status", "status_changed_at"])
     customer_stats_refresh(customer_ids=[purchase.customer_id])
+    # Loyalty (SPEC §3): return redeemed points, take back earned ones, recompute the tier.
+    loyalty_after_status_change(purchase_ids=[purchase.pk])
     return purchase, True
 
 

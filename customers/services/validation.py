@@ -103,11 +103,23 @@ def clean_tags(value: Any, field: str = "tags") -> list[str]:
     return tags
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
+
+
 def clean_attributes(value: Any, field: str = "attributes") -> dict[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise invalid(field, "must be an object")
+    if _has_nul(value):  # PostgreSQL's jsonb cannot store U+0000
+        raise invalid(field, "must not contain NUL characters")
     return value
 
 

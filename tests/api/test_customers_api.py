@@ -63,7 +63,9 @@ def test_get_360_shows_stats(api):
     assert data["orders_count"] == 1
     assert data["total_spent"] == "99.90"
     assert data["first_purchase_at"] == data["last_purchase_at"] == "2026-03-01T10:00:00Z"
-    assert data["points_balance"] == 0
+    # Loyalty with the default program: welcome bonus 100 + floor(99.90 x 1 point per 1.00) = 99.
+    assert data["points_balance"] == 199
+    assert data["tier"] == "bronze"
 
 
 def test_unknown_customer_is_404(api):
@@ -78,6 +80,7 @@ def test_unknown_customer_is_404(api):
         ({"birth_date": "10/12/1990"}, "birth_date"),
         ({"timezone": "Nowhere/City"}, "timezone"),
         ({"tags": [1, 2]}, "tags"),
+        ({"attributes": {"note\u0000": [{"x": "\u0000"}]}}, "attributes"),  # jsonb cannot hold U+0000
         ({"consents": {"email": "yes"}}, "consents"),
         ({"created_at": "2026-13-01"}, "created_at"),
         ({"favourite_colour": "blue"}, "favourite_colour"),

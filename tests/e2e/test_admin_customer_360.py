@@ -92,3 +92,17 @@ def test_ledger_has_no_add_or_delete_in_the_admin(admin_page: Page, live_server)
     expect(page.locator(".object-tools a.addlink")).to_have_count(0)
     response = page.goto(f"{live_server.url}/admin/customers/pointsentry/add/")
     assert response is not None and response.status == 403
+
+
+def test_the_360_shows_the_nightly_rfm_segment_and_churn_risk(admin_page: Page, live_server, ada):
+    from metrics.churn_risk import customer_scores_refresh
+
+    page = admin_page
+    page.goto(f"{live_server.url}/admin/customers/customer/{ada.pk}/change/")
+    expect(page.locator("[data-stat=rfm_segment]")).to_have_text("—")  # not scored yet
+
+    customer_scores_refresh()
+    ada.score.refresh_from_db()
+    page.reload()
+    expect(page.locator("[data-stat=rfm_segment]")).to_have_text(ada.score.rfm_segment)
+    expect(page.locator("[data-stat=churn_risk]")).to_have_text(f"{ada.score.churn_risk:.2f}")

@@ -1,0 +1,236 @@
+"""REST API v1 for campaigns (SPEC §6): list, create, read, change, run now, report; and the
+providers' delivery callbacks. Thin views: parse, call one service or selector, render."""
+
+import hmac
+from typing import Any
+
+from django.conf import settings
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from rest_framework import generics, status
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from campaigns import selectors
+from campaigns.models import CampaignStatus, Trigger
+from campaigns.serializers import (
+    CampaignSerializer,
+    CampaignWriteSerializer,
+    EventsResultSerializer,
+    ProviderEventsSerializer,
+    ReportSerializer,
+    RunResultSerializer,
+)
+from campaigns.services import (
+    campaign_create,
+    campaign_get,
+    campaign_run,
+    campaign_update,
+    provider_events_clean,
+    provider_events_record,
+)
+from customers.serializers import ErrorSerializer
+from customers.services import validation as v
+from retention_crm.errors import ApplicationError
+
+ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
+CAMPAIGN_EXAMPLE = {
+    "name": "Come back",
+    "trigger": "reactivation",
+    "channel": "email",
+    "status": "active",
+    "subject": "We miss you, {{ customer.first_name }}",
+    "body": "Here are {{ offer.bonus_points }} points to welcome you back.",
+    "params": {"inactive_days": 90},
+    "audience": {"tier": ["silver", "gold"]},
+    "offer": {"bonus_points": 100},
+    "holdout_percent": 10,
+    "attribution_days": 7,
+}
+
+CAMPAIGN_RESPONSE = {
+    "id": 1,
+    **CAMPAIGN_EXAMPLE,
+    "created_at": "2026-11-20T09:00:00Z",
+    "updated_at": "2026-11-20T09:00:00Z",
+    "last_evaluated_at": "2026-11-24T09:05:00Z",
+}
+REPORT_EXAMPLE = {
+    "counts": {
+        "queued": 12,
+        "sending": 0,
+        "sent": 640,
+        "failed": 3,
+        "held_out": 91,
+        "suppressed": 17,
+        "delivered": 401,
+        "opened": 122,
+        "clicked": 37,
+    },
+    "reasons": {"suppressed:no_consent": 9, "suppressed:frequency_cap": 8, "queued:frequency_cap": 12},
+    "impact": {
+        "attribution_days": 7,
+        "treated": {
+            "customers": 1203,
+            "converted": 114,
+            "conversion_rate": 0.0948,
+            "revenue": "6123.40",
+            "revenue_per_customer": "5.09",
+            "attributed_purchases": 118,
+            "attributed_revenue": "6020.10",
+        },
+        "control": {
+            "customers": 91,
+            "converted": 5,
+            "conversion_rate": 0.0549,
+            "revenue": "255.00",
+            "revenue_per_customer": "2.80",
+            "attributed_purchases": 5,
+            "attributed_revenue": "255.00",
+        },
+        "uplift": {"absolute": 0.0398, "ci_low": -0.0085, "ci_high": 0.0882, "p_value": 0.21},
+        "incremental_revenue": "2751.87",
+    },
+}
+
+
+def body_object(request: Request) -> dict[str, Any]:
+    if not isinstance(request.data, dict):
+        raise ApplicationError("The request body must be a JSON object.", code="invalid")
+    return request.data
+
+
+class CampaignListApi(generics.ListAPIView):
+    required_scopes = {"GET": "campaigns", "POST": "campaigns"}
+    serializer_class = CampaignSerializer
+
+    def get_queryset(self):
+        status_filter = self.request.query_params.get("status") or None
+        trigger = self.request.query_params.get("trigger") or None
+        if status_filter is not None:
+            v.clean_choice(status_filter, "status", CampaignStatus.values)
+        if trigger is not None:
+            v.clean_choice(trigger, "trigger", Trigger.values)
+        return selectors.campaign_list(status=status_filter, trigger=trigger)
+
+    @extend_schema(
+        summary="List campaigns",
+        parameters=[
+            OpenApiParameter("status", str, enum=CampaignStatus.values),
+            OpenApiParameter("trigger", str, enum=Trigger.values),
+        ],
+        examples=[
+            OpenApiExample(
+                "A page",
+                value={"count": 1, "next": None, "previous": None, "results": [CAMPAIGN_RESPONSE]},
+                response_only=True,
+            )
+        ],
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(
+        request=CampaignWriteSerializer,
+        responses={201: CampaignSerializer, **ERRORS},
+        summary="Create a campaign",
+        examples=[
+            OpenApiExample("Reactivation", value=CAMPAIGN_EXAMPLE, request_only=True),
+            OpenApiExample("Created", value=CAMPAIGN_RESPONSE, response_only=True, status_codes=["201"]),
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        campaign = campaign_create(data=body_object(request), user=request.user)
+        return Response(CampaignSerializer(campaign).data, status=status.HTTP_201_CREATED)
+
+
+class CampaignDetailApi(APIView):
+    required_scopes = {"GET": "campaigns", "PATCH": "campaigns"}
+
+    @extend_schema(
+        responses={200: CampaignSerializer, **ERRORS},
+        summary="A campaign",
+        examples=[OpenApiExample("Campaign", value=CAMPAIGN_RESPONSE, response_only=True)],
+    )
+    def get(self, request: Request, campaign_id: str) -> Response:
+        return Response(CampaignSerializer(campaign_get(campaign_id=campaign_id)).data)
+
+    @extend_schema(
+        request=CampaignWriteSerializer(partial=True),
+        responses={200: CampaignSerializer, 409: ErrorSerializer, **ERRORS},
+        summary='Change a campaign (e.g. {"status": "paused"})',
+        examples=[
+            OpenApiExample("Pause", value={"status": "paused"}, request_only=True),
+            OpenApiExample("Paused", value={**CAMPAIGN_RESPONSE, "status": "paused"}, response_only=True),
+        ],
+    )
+    def patch(self, request: Request, campaign_id: str) -> Response:
+        campaign = campaign_get(campaign_id=campaign_id)
+        campaign = campaign_update(campaign_id=campaign.pk, data=body_object(request))
+        return Response(CampaignSerializer(campaign).data)
+
+
+class CampaignRunApi(APIView):
+    required_scopes = {"POST": "campaigns"}
+
+    @extend_schema(
+        request=None,
+        responses={200: RunResultSerializer, 409: ErrorSerializer, **ERRORS},
+        summary="Evaluate now; counts of the messages this run created (sending goes on in the workers)",
+        examples=[
+            OpenApiExample(
+                "Run", value={"queued": 812, "held_out": 91, "suppressed": 3, "deferred": 17}, response_only=True
+            )
+        ],
+    )
+    def post(self, request: Request, campaign_id: str) -> Response:
+        campaign = campaign_get(campaign_id=campaign_id)
+        return Response(campaign_run(campaign_id=campaign.pk).counts())
+
+
+class CampaignReportApi(APIView):
+    required_scopes = {"GET": "campaigns"}
+
+    @extend_schema(
+        responses={200: ReportSerializer, **ERRORS},
+        summary="Message counts per status and impact",
+        examples=[OpenApiExample("Report", value=REPORT_EXAMPLE, response_only=True)],
+    )
+    def get(self, request: Request, campaign_id: str) -> Response:
+        return Response(selectors.campaign_report(campaign=campaign_get(campaign_id=campaign_id)))
+
+
+class CallbackSecretPermission(BasePermission):
+    """Providers authenticate with the shared secret in ``X-Callback-Secret`` (constant-time compare)."""
+
+    message = "A valid X-Callback-Secret header is required."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        expected = settings.CAMPAIGN_CALLBACK_SECRET
+        given = request.headers.get("X-Callback-Secret", "")
+        return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
+
+
+class ProviderEventsApi(APIView):
+    authentication_classes: list = []
+    permission_classes = [CallbackSecretPermission]
+    throttle_classes: list = []
+    required_scopes: dict = {}
+
+    @extend_schema(
+        request=ProviderEventsSerializer,
+        responses={200: EventsResultSerializer, **ERRORS},
+        summary="Provider callbacks: delivered, opened, clicked, bounced (shared secret)",
+        auth=[],
+        examples=[
+            OpenApiExample(
+                "Hard bounce",
+                value={"events": [{"message_id": "0b7e7dd2-5f1b-4bfb-9d65-0d0b3f1f2a51", "event": "bounced"}]},
+                request_only=True,
+            )
+        ],
+    )
+    def post(self, request: Request) -> Response:
+        result = provider_events_record(events=provider_events_clean(request.data))
+        return Response({"processed": result.processed, "unknown": result.unknown})

@@ -1,0 +1,226 @@
+"""Campaigns and the message ledger (SPEC §4).
+
+A ``Message`` row is the one record of everything a campaign decided about a customer: queued,
+held out for the control group, suppressed, sent, failed, delivered... Its ``(campaign, dedupe_key)``
+is unique, which is what makes evaluation idempotent ("one message per key, ever"); its ``uuid`` is
+the idempotency key handed to the provider (Message-ID for email, ``Idempotency-Key`` over HTTP).
+
+Invariants live here as constraints; the rules live in ``campaigns/services``.
+"""
+
+import datetime as dt
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.timezone import now
+
+from customers.models import Cart, Channel, Customer, Purchase
+
+
+class Trigger(models.TextChoices):
+    ABANDONED_CART = "abandoned_cart", "Abandoned cart"
+    REACTIVATION = "reactivation", "Reactivation"
+    BIRTHDAY = "birthday", "Birthday"
+    WELCOME = "welcome", "Welcome"
+    POST_PURCHASE = "post_purchase", "Post-purchase (review / NPS)"
+    POINTS_EXPIRING = "points_expiring", "Points expiring"
+    CHURN_RISK = "churn_risk", "Churn risk"
+
+
+class CampaignStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    ACTIVE = "active", "Active"
+    PAUSED = "paused", "Paused"
+    ARCHIVED = "archived", "Archived"
+
+
+class MessageStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    SENDING = "sending", "Sending"
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed"
+    HELD_OUT = "held_out", "Held out (control group)"
+    SUPPRESSED = "suppressed", "Suppressed"
+    DELIVERED = "delivered", "Delivered"
+    OPENED = "opened", "Opened"
+    CLICKED = "clicked", "Clicked"
+
+
+# A message in one of these reached the provider: it counts as sent everywhere (cap, attribution, impact).
+SENT_STATUSES = (MessageStatus.SENT, MessageStatus.DELIVERED, MessageStatus.OPENED, MessageStatus.CLICKED)
+
+
+class SuppressionReason(models.TextChoices):
+    NO_CONSENT = "no_consent", "Consent revoked since selection"
+    FREQUENCY_CAP = "frequency_cap", "Frequency cap"
+    NO_ADDRESS = "no_address", "No address for the channel"
+    EXPIRED = "expired", "Not sent in time"
+
+
+HOLDOUT_PERCENT_MAX = 50
+ATTRIBUTION_DAYS_MAX = 365
+DEDUPE_KEY_MAX_LENGTH = 200
+
+
+class Campaign(models.Model):
+    name = models.CharField(max_length=200)
+    trigger = models.CharField(max_length=32, choices=Trigger.choices)
+    status = models.CharField(max_length=16, choices=CampaignStatus.choices, default=CampaignStatus.DRAFT)
+    channel = models.CharField(max_length=16, choices=Channel.choices, default=Channel.EMAIL)
+    subject = models.TextField(blank=True, default="", help_text="Template; the email subject or push title")
+    body = models.TextField(help_text="Template (Django template language, sandboxed)")
+    params = models.JSONField(default=dict, blank=True, help_text="Trigger parameters; {} means the defaults")
+    audience = models.JSONField(default=dict, blank=True, help_text="Audience filter; {} means everyone eligible")
+    offer = models.JSONField(default=dict, blank=True, help_text='e.g. {"bonus_points": 100}')
+    holdout_percent = models.PositiveSmallIntegerField(default=10, help_text="Control group share, 0-50 %")
+    attribution_days = models.PositiveSmallIntegerField(default=7, help_text="Purchases this many days after count")
+    created_at = models.DateTimeField(default=now)
+    updated_at = models.DateTimeField(auto_now=True)
+    last_evaluated_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-id"]
+        permissions = [
+            ("run_campaign", "Can run a campaign now"),
+            ("send_test_campaign", "Can send a campaign test to a staff address"),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(trigger__in=Trigger.values), name="campaign_trigger_valid"),
+            models.CheckConstraint(condition=Q(status__in=CampaignStatus.values), name="campaign_status_valid"),
+            models.CheckConstraint(condition=Q(channel__in=Channel.values), name="campaign_channel_valid"),
+            models.CheckConstraint(
+                condition=Q(holdout_percent__gte=0) & Q(holdout_percent__lte=HOLDOUT_PERCENT_MAX),
+                name="campaign_holdout_0_50",
+            ),
+            models.CheckConstraint(
+                condition=Q(attribution_days__gte=1) & Q(attribution_days__lte=ATTRIBUTION_DAYS_MAX),
+                name="campaign_attribution_days_1_365",
+            ),
+            models.CheckConstraint(condition=~Q(name=""), name="campaign_name_not_empty"),
+        ]
+        indexes = [models.Index(fields=["status"], name="campaign_status_idx")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ContactPolicy(models.Model):
+    """How often and when customers may be contacted, across all campaigns. One record, edited by staff.
+
+    Defaults (SPEC §4): at most 3 sent marketing messages per customer in any rolling 7 days; a
+    message over the cap waits up to 48 hours, then is suppressed; nothing goes out between 21:00
+    and 09:00 in the customer's own time zone.
+    """
+
+    SINGLETON_ID = 1
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=SINGLETON_ID, editable=False)
+    max_messages = models.PositiveSmallIntegerField(default=3, help_text="Sent messages per customer per window")
+    cap_days = models.PositiveSmallIntegerField(default=7, help_text="The rolling window of the cap, in days")
+    max_defer_hours = models.PositiveSmallIntegerField(
+        default=48, help_text="How long a message over the cap may wait before it is suppressed"
+    )
+    quiet_hours_start = models.TimeField(default=dt.time(21, 0), help_text="Customer's local time; equal to end: off")
+    quiet_hours_end = models.TimeField(default=dt.time(9, 0))
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "contact policy"
+        verbose_name_plural = "contact policy"
+        constraints = [
+            models.CheckConstraint(condition=Q(id=1), name="contact_policy_singleton"),
+            models.CheckConstraint(condition=Q(max_messages__gte=1), name="contact_policy_max_messages_gte_1"),
+            models.CheckConstraint(condition=Q(cap_days__gte=1), name="contact_policy_cap_days_gte_1"),
+        ]
+
+    def __str__(self) -> str:
+        return "Contact policy"
+
+
+class Message(models.Model):
+    """One campaign's decision about one customer for one dedupe key, and what became of it."""
+
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False, help_text="The provider's idempotency key")
+    # The (campaign, dedupe_key) unique index serves lookups by campaign; no separate index.
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="messages", db_index=False)
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="messages")
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    dedupe_key = models.CharField(max_length=DEDUPE_KEY_MAX_LENGTH)
+    status = models.CharField(max_length=16, choices=MessageStatus.choices, default=MessageStatus.QUEUED)
+    reason = models.CharField(max_length=32, blank=True, default="", help_text="Why it was suppressed or deferred")
+    # Carts and purchases are never deleted by the application, so these need no index of their own.
+    cart = models.ForeignKey(Cart, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False)
+    purchase = models.ForeignKey(
+        Purchase, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+    data = models.JSONField(default=dict, blank=True, help_text="Facts of the trigger at evaluation time")
+    created_at = models.DateTimeField(default=now)
+    scheduled_at = models.DateTimeField(help_text="First planned send time (after quiet hours)")
+    send_at = models.DateTimeField(help_text="Not before: moves with deferrals and retries")
+    claimed_at = models.DateTimeField(null=True, blank=True, help_text="When a sender took it")
+    attempts = models.PositiveSmallIntegerField(default=0)
+    # The moment this message counts against the frequency cap: set when a sender claims it, kept
+    # once sent, cleared when it fails or goes back to the queue.
+    cap_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    # Start of the attribution window: the send, or for the control group when it would have been sent.
+    touched_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    clicked_at = models.DateTimeField(null=True, blank=True)
+    bounced_at = models.DateTimeField(null=True, blank=True)
+    unsubscribed_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    provider_message_id = models.CharField(max_length=255, blank=True, default="")
+    discount_code = models.CharField(max_length=64, null=True, blank=True, unique=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "dedupe_key"], name="message_one_per_dedupe_key"),
+            models.CheckConstraint(condition=Q(status__in=MessageStatus.values), name="message_status_valid"),
+            models.CheckConstraint(condition=Q(channel__in=Channel.values), name="message_channel_valid"),
+            models.CheckConstraint(
+                condition=~Q(status__in=SENT_STATUSES) | Q(sent_at__isnull=False), name="message_sent_has_sent_at"
+            ),
+        ]
+        indexes = [
+            # The sender's queue: due messages of a campaign in claim order (send_at, id), so a claim
+            # reads its batch off the index even when a whole evaluation shares one send time.
+            models.Index(fields=["campaign", "send_at", "id"], condition=Q(status="queued"), name="message_queue_idx"),
+            # The sweeper: messages a dead worker left in sending.
+            models.Index(fields=["claimed_at"], condition=Q(status="sending"), name="message_sending_idx"),
+            # The frequency cap: a customer's messages in the rolling window.
+            models.Index(
+                fields=["customer", "cap_at"], condition=Q(cap_at__isnull=False), name="message_customer_cap_idx"
+            ),
+            # Attribution: a customer's latest touch before a purchase.
+            models.Index(
+                fields=["customer", "touched_at"],
+                condition=Q(touched_at__isnull=False),
+                name="message_customer_touch_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id}/{self.dedupe_key}: {self.status}"
+
+
+class Attribution(models.Model):
+    """A completed purchase credited to the one message that gets it (SPEC §4, attribution)."""
+
+    purchase = models.OneToOneField(Purchase, primary_key=True, on_delete=models.CASCADE, related_name="attribution")
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="attributions")
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="attributions")
+    attributed_at = models.DateTimeField(default=now)
+
+    class Meta:
+        indexes = [models.Index(fields=["campaign", "message"], name="attribution_campaign_idx")]
+
+    def __str__(self) -> str:
+        return f"purchase {self.purchase_id} -> message {self.message_id}"

@@ -1,0 +1,196 @@
+"""Reads of the campaigns app: lists, a campaign's report (status counts and impact), its groups.
+
+Impact (SPEC §5, campaign impact) compares the treated group (customers sent a message) with the
+control group (held out), each message opening a window of the campaign's ``attribution_days``
+from its send (for the control group: from when it would have been sent). Per group: customers,
+those with a completed purchase in one of their windows (conversion), the revenue of those
+purchases, revenue per customer; then the absolute uplift of the conversion rate with its 95 %
+confidence interval and the p-value of the two-proportion z-test (``metrics.impact``), and the
+incremental revenue estimate (revenue per treated customer over the control's, times the treated).
+"""
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from django.db import connection
+from django.db.models import Count, QuerySet
+
+from campaigns.models import SENT_STATUSES, Attribution, Campaign, Message, MessageStatus
+from metrics.impact import two_proportion_z_test
+from retention_crm.errors import ApplicationError
+
+GROUPS = ("treated", "control")
+CENT = Decimal("0.01")
+
+
+def campaign_list(*, status: str | None = None, trigger: str | None = None) -> QuerySet[Campaign]:
+    campaigns = Campaign.objects.order_by("-id")
+    if status:
+        campaigns = campaigns.filter(status=status)
+    if trigger:
+        campaigns = campaigns.filter(trigger=trigger)
+    return campaigns
+
+
+def campaign_status_counts(*, campaign_id: int) -> dict[str, int]:
+    """Messages per status, every status of SPEC §4 present (0 when none)."""
+    found = dict(
+        Message.objects.filter(campaign_id=campaign_id)
+        .order_by()
+        .values_list("status")
+        .annotate(n=Count("pk"))
+        .values_list("status", "n")
+    )
+    return {status: found.get(status, 0) for status in MessageStatus.values}
+
+
+def campaign_reason_counts(*, campaign_id: int) -> dict[str, int]:
+    """Why messages were suppressed, and how many queued ones wait for the frequency cap."""
+    rows = (
+        Message.objects.filter(campaign_id=campaign_id, status__in=[MessageStatus.SUPPRESSED, MessageStatus.QUEUED])
+        .exclude(reason="")
+        .order_by()
+        .values_list("status", "reason")
+        .annotate(n=Count("pk"))
+    )
+    return {f"{status}:{reason}": n for status, reason, n in rows}
+
+
+def campaign_group_customer_ids(*, campaign_id: int, group: str) -> QuerySet:
+    """The customers of a campaign's treated (sent) or control (held_out) group, as a subquery of
+    ids — the seam ``metrics.impact.group_customer_ids`` plugs into for CRR/churn per group."""
+    if group not in GROUPS:
+        raise ApplicationError(
+            f"group must be one of {', '.join(GROUPS)}.", code="invalid", fields={"group": ["unknown group"]}
+        )
+    statuses = [MessageStatus.HELD_OUT] if group == "control" else list(SENT_STATUSES)
+    return Message.objects.filter(campaign_id=campaign_id, status__in=statuses).values("customer_id").distinct()
+
+
+@dataclass(frozen=True)
+class GroupFigures:
+    customers: int
+    converted: int
+    revenue: Decimal
+    attributed_purchases: int
+    attributed_revenue: Decimal
+
+    @property
+    def conversion_rate(self) -> float | None:
+        return self.converted / self.customers if self.customers else None
+
+    @property
+    def revenue_per_customer(self) -> Decimal | None:
+        if not self.customers:
+            return None
+        return (self.revenue / self.customers).quantize(CENT, rounding=ROUND_HALF_UP)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "customers": self.customers,
+            "converted": self.converted,
+            "conversion_rate": self.conversion_rate,
+            "revenue": str(self.revenue.quantize(CENT)),
+            "revenue_per_customer": None if self.revenue_per_customer is None else str(self.revenue_per_customer),
+            "attributed_purchases": self.attributed_purchases,
+            "attributed_revenue": str(self.attributed_revenue.quantize(CENT)),
+        }
+
+
+# One scan of the campaign's touched messages and, through the (customer, placed_at) index, the
+# purchases in their windows. A purchase inside two windows of one customer counts once.
+_GROUP_FIGURES = """
+    WITH touches AS (
+        SELECT m.customer_id, m.touched_at,
+               CASE WHEN m.status = 'held_out' THEN 'control' ELSE 'treated' END AS grp
+        FROM campaigns_message m
+        WHERE m.campaign_id = %(campaign)s AND m.touched_at IS NOT NULL AND m.status = ANY(%(statuses)s)
+    ),
+    members AS (SELECT grp, count(DISTINCT customer_id) AS customers FROM touches GROUP BY grp),
+    converted AS (
+        SELECT DISTINCT t.grp, p.customer_id, p.id, p.total
+        FROM touches t
+        JOIN customers_purchase p ON p.customer_id = t.customer_id AND p.status = 'completed'
+             AND p.placed_at >= t.touched_at AND p.placed_at < t.touched_at + %(window)s
+    ),
+    outcomes AS (
+        SELECT grp, count(DISTINCT customer_id) AS converted, sum(total) AS revenue FROM converted GROUP BY grp
+    ),
+    attributed AS (
+        SELECT CASE WHEN m.status = 'held_out' THEN 'control' ELSE 'treated' END AS grp,
+               count(*) AS purchases, sum(p.total) AS revenue
+        FROM campaigns_attribution a
+        JOIN campaigns_message m ON m.id = a.message_id
+        JOIN customers_purchase p ON p.id = a.purchase_id AND p.status = 'completed'
+        WHERE a.campaign_id = %(campaign)s
+        GROUP BY 1
+    )
+    SELECT members.grp, members.customers, coalesce(outcomes.converted, 0), coalesce(outcomes.revenue, 0),
+           coalesce(attributed.purchases, 0), coalesce(attributed.revenue, 0)
+    FROM members
+    LEFT JOIN outcomes ON outcomes.grp = members.grp
+    LEFT JOIN attributed ON attributed.grp = members.grp
+"""
+
+
+def campaign_impact(*, campaign: Campaign) -> dict[str, Any]:
+    statuses = [*map(str, SENT_STATUSES), str(MessageStatus.HELD_OUT)]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _GROUP_FIGURES,
+            {"campaign": campaign.pk, "statuses": statuses, "window": dt.timedelta(days=campaign.attribution_days)},
+        )
+        rows = {row[0]: row[1:] for row in cursor.fetchall()}
+    zero = (0, 0, Decimal(0), 0, Decimal(0))
+    groups = {
+        name: GroupFigures(
+            customers=figures[0],
+            converted=figures[1],
+            revenue=Decimal(figures[2]),
+            attributed_purchases=figures[3],
+            attributed_revenue=Decimal(figures[4]),
+        )
+        for name, figures in ((name, rows.get(name, zero)) for name in GROUPS)
+    }
+    treated, control = groups["treated"], groups["control"]
+    uplift = two_proportion_z_test(
+        treated_hits=treated.converted,
+        treated=treated.customers,
+        control_hits=control.converted,
+        control=control.customers,
+    )
+    incremental = None
+    if treated.revenue_per_customer is not None and control.revenue_per_customer is not None:
+        incremental = str(
+            ((treated.revenue / treated.customers - control.revenue / control.customers) * treated.customers).quantize(
+                CENT, rounding=ROUND_HALF_UP
+            )
+        )
+    return {
+        "attribution_days": campaign.attribution_days,
+        "treated": treated.as_dict(),
+        "control": control.as_dict(),
+        "uplift": None
+        if uplift is None
+        else {
+            "absolute": uplift.difference,
+            "ci_low": uplift.ci_low,
+            "ci_high": uplift.ci_high,
+            "p_value": uplift.p_value,
+        },
+        "incremental_revenue": incremental,
+    }
+
+
+def campaign_report(*, campaign: Campaign) -> dict[str, Any]:
+    return {
+        "counts": campaign_status_counts(campaign_id=campaign.pk),
+        "reasons": campaign_reason_counts(campaign_id=campaign.pk),
+        "impact": campaign_impact(campaign=campaign),
+    }
+
+
+def message_attributions(*, message: Message) -> QuerySet[Attribution]:
+    return Attribution.objects.filter(message=message).select_related("purchase")

@@ -1,0 +1,636 @@
+"""Sending: claim a batch of due messages, check them again, render, send, record (SPEC §4).
+
+Exactly-once, as far as a network allows:
+
+- **Claim.** One transaction locks up to ``CAMPAIGN_SEND_BATCH_SIZE`` (500) due messages of a campaign
+  (``FOR UPDATE SKIP LOCKED``: concurrent senders take disjoint rows) and moves them with a
+  conditional ``UPDATE ... WHERE status = 'queued'`` to ``sending`` before any channel call. In the
+  same statement each message is checked again: consent revoked or customer erased since selection
+  (``suppressed``, ``no_consent``), no address any more (``no_address``), the frequency cap (deferred
+  until it frees a slot, or ``suppressed``/``frequency_cap`` beyond ``max_defer_hours``), quiet hours
+  (deferred to their end). Per-customer advisory locks make the cap exact across concurrent senders.
+- **Send.** Each message goes out with its UUID as the provider's idempotency key.
+- **Record.** ``sent`` (with bonus points credited once through the ledger's idempotency key),
+  ``failed`` for a permanent error, or back to ``queued`` with exponential backoff for a transient
+  one, up to ``MAX_SEND_ATTEMPTS``. Real providers are recorded one message at a time, so a worker
+  killed mid-batch leaves at most one message sent-but-unrecorded; the sweeper puts messages stuck
+  in ``sending`` back in the queue and the re-send carries the same idempotency key.
+"""
+
+import datetime as dt
+import logging
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from campaigns.channels import Outgoing, PermanentError, TransientError, backend_for
+from campaigns.models import Campaign, CampaignStatus, Message, MessageStatus, SuppressionReason
+from campaigns.offers import bonus_key, discount_code, offer_context
+from campaigns.services.evaluation import (
+    ADVISORY_LOCK_CLASS,
+    Policy,
+    cap_release_sql,
+    contact_policy_get,
+    customer_tz_sql,
+    recent_sends_sql,
+)
+from campaigns.sql import Sql, quiet_release, value
+from campaigns.templating import (
+    cart_context,
+    customer_context,
+    points_context,
+    render_all,
+    template_compile,
+    uses,
+)
+from campaigns.tokens import unsubscribe_url, unsubscribe_url_prefix
+from customers.models import CartItem, Channel
+from retention_crm.errors import ApplicationError
+
+logger = logging.getLogger(__name__)
+
+SEND_FANOUT_MAX = 8  # send tasks started at once for one campaign's backlog
+MAX_SEND_ATTEMPTS = 5
+RETRY_BASE_SECONDS = 60
+RETRY_MAX_SECONDS = 3_600
+DEFAULT_EXPIRING_DAYS = 14
+MESSAGE_MAX_AGE = dt.timedelta(days=7)  # a queued message this late is no longer worth sending
+MAX_ERROR_LENGTH = 2_000
+
+
+def sending_stale_after() -> dt.timedelta:
+    """How long a message may sit in ``sending`` before the sweeper assumes its worker died. Longer
+    than a send task's hard time limit, so a live sender's messages are never taken from it."""
+    return dt.timedelta(seconds=settings.CAMPAIGN_SENDING_STALE_SECONDS)
+
+
+def send_batch_size() -> int:
+    """Messages per claim (setting CAMPAIGN_SEND_BATCH_SIZE): larger batches amortise the claim and the
+    record statements, smaller ones spread a backlog over more workers sooner."""
+    return settings.CAMPAIGN_SEND_BATCH_SIZE
+
+
+def retry_delay(attempts: int) -> dt.timedelta:
+    return dt.timedelta(seconds=min(RETRY_BASE_SECONDS * 2 ** max(attempts - 1, 0), RETRY_MAX_SECONDS))
+
+
+@dataclass
+class SendResult:
+    batch_size: int = 0
+    locked: int = 0  # due messages taken from the queue and checked
+    claimed: int = 0  # of those, moved to sending
+    sent: int = 0
+    failed: int = 0
+    retried: int = 0
+    suppressed: int = 0
+    deferred: int = 0
+
+    @property
+    def full(self) -> bool:
+        """Whether the batch was full, i.e. more may be waiting."""
+        return bool(self.batch_size) and self.locked >= self.batch_size
+
+
+# --- Enqueueing ---------------------------------------------------------------------------------
+
+
+def sends_enqueue(*, campaign_id: int, due: int) -> None:
+    """After commit, start enough send tasks for ``due`` messages (at most SEND_FANOUT_MAX; each
+    re-enqueues itself while its batches come back full). A broker outage here is logged, not
+    raised: the messages are safe in the database and the dispatcher (beat) picks them up."""
+    from campaigns.tasks import send_batch
+
+    tasks = max(1, min(math.ceil(due / send_batch_size()), SEND_FANOUT_MAX))
+
+    def enqueue() -> None:
+        for _ in range(tasks):
+            send_batch.delay(campaign_id)
+
+    transaction.on_commit(enqueue, robust=True)
+
+
+# --- Claim ----------------------------------------------------------------------------------------
+
+_LOCK_DUE = """
+    SELECT id, customer_id FROM campaigns_message
+    WHERE campaign_id = %s AND status = 'queued' AND send_at <= %s
+    ORDER BY send_at, id
+    LIMIT %s
+    FOR UPDATE SKIP LOCKED
+"""
+# Customers in id order: two senders locking overlapping customers queue up, never deadlock.
+_LOCK_CUSTOMERS = """
+    SELECT pg_advisory_xact_lock(%s, mod(customer_id, 2147483647)::int)
+    FROM unnest(%s::bigint[]) AS customer_id
+"""
+
+
+def _verdict_sql(*, ids: list[int], now: dt.datetime, policy: Policy) -> Sql:
+    now_sql = value(now, "timestamptz")
+    quiet_now = quiet_release(now_sql, Sql("f.tz"), policy.quiet_hours_start, policy.quiet_hours_end)
+    return Sql.format(
+        # Every CTE is materialised: each is computed once (an inlined one re-evaluates its
+        # subqueries at every reference), and the ledger's row estimates, often stale right after an
+        # evaluation inserted thousands of rows, cannot talk the planner into re-scanning the queue.
+        "WITH batch AS MATERIALIZED ("
+        " SELECT m.id, m.customer_id, m.channel, m.scheduled_at, m.attempts,"
+        "   row_number() OVER (PARTITION BY m.customer_id ORDER BY m.send_at, m.id) - 1 AS ahead"
+        " FROM campaigns_message m WHERE m.id = ANY({ids})"
+        "), recent AS MATERIALIZED ({recent}"
+        "), facts AS MATERIALIZED ("
+        " SELECT b.*, customer_tz.name AS tz, {release} AS release,"
+        "   (c.erased_at IS NULL AND EXISTS (SELECT 1 FROM customers_consent k"
+        "      WHERE k.customer_id = c.id AND k.channel = b.channel AND k.granted)) AS consented,"
+        "   CASE b.channel WHEN 'email' THEN c.email <> '' WHEN 'sms' THEN c.phone <> '' ELSE TRUE END AS addressed"
+        " FROM batch b JOIN customers_customer c ON c.id = b.customer_id"
+        " CROSS JOIN LATERAL (SELECT {tz} AS name) customer_tz"
+        " LEFT JOIN recent r ON r.customer_id = b.customer_id"
+        "), verdict AS ("
+        " SELECT f.id,"
+        "   CASE WHEN NOT f.consented OR NOT f.addressed THEN 'suppressed'"
+        "        WHEN f.attempts >= {max_attempts} THEN 'failed'"
+        "        WHEN f.release > f.scheduled_at + {max_defer} THEN 'suppressed'"
+        "        WHEN f.release IS NOT NULL OR {quiet_now} > {now} THEN 'queued'"
+        "        ELSE 'sending' END AS status,"
+        "   CASE WHEN NOT f.consented THEN {no_consent}"
+        "        WHEN NOT f.addressed THEN {no_address}"
+        "        WHEN f.attempts >= {max_attempts} THEN NULL"
+        "        WHEN f.release IS NOT NULL THEN {cap}"
+        "        WHEN {quiet_now} > {now} THEN NULL"
+        "        ELSE '' END AS reason,"
+        "   CASE WHEN f.release IS NOT NULL THEN {quiet_release} ELSE {quiet_now} END AS send_at"
+        " FROM facts f"
+        ")"
+        " UPDATE campaigns_message m SET"
+        "   status = v.status,"
+        "   reason = coalesce(v.reason, m.reason),"
+        "   send_at = CASE WHEN v.status = 'queued' THEN v.send_at ELSE m.send_at END,"
+        "   claimed_at = CASE WHEN v.status = 'sending' THEN {now} ELSE m.claimed_at END,"
+        "   cap_at = CASE WHEN v.status = 'sending' THEN {now} END,"
+        "   attempts = m.attempts + CASE WHEN v.status = 'sending' THEN 1 ELSE 0 END,"
+        "   error = CASE WHEN v.status = 'failed'"
+        "     THEN 'gave up after ' || m.attempts || ' attempts; last error: ' || m.error ELSE m.error END"
+        " FROM verdict v WHERE m.id = ANY({ids}) AND m.id = v.id AND m.status = 'queued'"
+        " RETURNING m.id, m.status",
+        ids=value(ids, "bigint[]"),
+        tz=customer_tz_sql(),
+        recent=recent_sends_sql(customers="SELECT customer_id FROM batch", now=now, policy=policy),
+        release=cap_release_sql(recent="r", now=now, policy=policy, extra="b.ahead"),
+        max_attempts=value(MAX_SEND_ATTEMPTS, "integer"),
+        max_defer=value(policy.max_defer, "interval"),
+        quiet_now=quiet_now,
+        now=now_sql,
+        no_consent=value(SuppressionReason.NO_CONSENT),
+        no_address=value(SuppressionReason.NO_ADDRESS),
+        cap=value(SuppressionReason.FREQUENCY_CAP),
+        quiet_release=quiet_release(Sql("f.release"), Sql("f.tz"), policy.quiet_hours_start, policy.quiet_hours_end),
+    )
+
+
+def _claim(*, campaign_id: int, now: dt.datetime, batch_size: int, result: SendResult) -> list[int]:
+    """Check and claim up to ``batch_size`` due messages; returns the ids now in ``sending``."""
+    policy = contact_policy_get()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_LOCK_DUE, [campaign_id, now, batch_size])
+        rows = cursor.fetchall()
+        result.locked = len(rows)
+        if not rows:
+            return []
+        cursor.execute(_LOCK_CUSTOMERS, [ADVISORY_LOCK_CLASS, sorted({customer_id for _, customer_id in rows})])
+        statement = _verdict_sql(ids=[message_id for message_id, _ in rows], now=now, policy=policy)
+        cursor.execute(statement.text, statement.params)
+        claimed = []
+        for message_id, status in cursor.fetchall():
+            if status == MessageStatus.SENDING:
+                claimed.append(message_id)
+            elif status == MessageStatus.SUPPRESSED:
+                result.suppressed += 1
+            elif status == MessageStatus.FAILED:
+                result.failed += 1
+            else:
+                result.deferred += 1
+    result.claimed = len(claimed)
+    return claimed
+
+
+# --- Render ---------------------------------------------------------------------------------------
+
+MESSAGE_FIELDS = (
+    "id",
+    "uuid",
+    "customer_id",
+    "channel",
+    "cart_id",
+    "purchase_id",
+    "discount_code",
+    "attempts",
+    "customer__external_id",
+    "customer__email",
+    "customer__phone",
+    "customer__first_name",
+    "customer__last_name",
+    "customer__tier",
+    "customer__points_balance",
+    "customer__orders_count",
+    "customer__total_spent",
+    "customer__first_purchase_at",
+    "customer__last_purchase_at",
+    "customer__birth_date",
+    "customer__created_at",
+    "customer__tags",
+    "customer__attributes",
+    "customer__timezone",
+    "cart__external_id",
+    "cart__updated_at",
+    "purchase__external_id",
+    "purchase__placed_at",
+    "purchase__total",
+)
+
+
+@dataclass
+class Batch:
+    """What rendering a batch of one campaign needs, fetched in a few queries."""
+
+    campaign: Campaign
+    rows: list[dict[str, Any]]
+    cart_items: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    expiring: dict[int, tuple[int, dt.datetime | None]] = field(default_factory=dict)
+    expiring_days: int = DEFAULT_EXPIRING_DAYS
+    url_prefix: str = field(default_factory=unsubscribe_url_prefix)
+
+
+def expiring_days_for(campaign: Campaign) -> int:
+    if campaign.trigger == "points_expiring":
+        return int(campaign.params.get("days_ahead", 14))
+    return DEFAULT_EXPIRING_DAYS
+
+
+def _row_customer(row: dict[str, Any]) -> dict[str, Any]:
+    return {name.removeprefix("customer__"): row[name] for name in row if name.startswith("customer__")}
+
+
+def message_context(batch: Batch, row: dict[str, Any], url: str) -> dict[str, Any]:
+    customer = _row_customer(row)
+    context: dict[str, Any] = {
+        "customer": customer_context(customer),
+        "offer": offer_context(batch.campaign.offer, row["discount_code"]),
+        "campaign": {"name": batch.campaign.name},
+        "unsubscribe_url": url,
+        "cart": None,
+        "purchase": None,
+    }
+    if row["cart_id"] is not None and row["cart__external_id"] is not None:
+        context["cart"] = cart_context(
+            row["cart__external_id"], row["cart__updated_at"], batch.cart_items.get(row["cart_id"], [])
+        )
+    if row["purchase_id"] is not None and row["purchase__external_id"] is not None:
+        context["purchase"] = {
+            "external_id": row["purchase__external_id"],
+            "placed_at": row["purchase__placed_at"],
+            "total": row["purchase__total"],
+        }
+    points, expiring_at = batch.expiring.get(row["customer_id"], (0, None))
+    context["points"] = points_context(customer["points_balance"], points, expiring_at, batch.expiring_days)
+    return context
+
+
+def address_for(channel: str, customer: dict[str, Any]) -> str:
+    if channel == Channel.EMAIL:
+        return customer["email"]
+    if channel == Channel.SMS:
+        return customer["phone"]
+    return customer["external_id"]
+
+
+def _load_batch(campaign: Campaign, ids: list[int], now: dt.datetime) -> Batch:
+    rows = list(Message.objects.filter(pk__in=ids, status=MessageStatus.SENDING).order_by("pk").values(*MESSAGE_FIELDS))
+    batch = Batch(campaign=campaign, rows=rows, expiring_days=expiring_days_for(campaign))
+    sources = campaign.subject + campaign.body
+    if "discount_percent" in campaign.offer:
+        _assign_discount_codes(campaign, rows)
+    cart_ids = {row["cart_id"] for row in rows if row["cart_id"] is not None}
+    if cart_ids and uses(sources, "cart"):
+        for item in (
+            CartItem.objects.filter(cart_id__in=cart_ids)
+            .order_by("pk")
+            .values("cart_id", "sku", "name", "category", "quantity", "unit_price")
+        ):
+            batch.cart_items.setdefault(item["cart_id"], []).append(item)
+    if uses(sources, "points"):
+        from customers.selectors_loyalty import points_expiring_within
+
+        customer_ids = {row["customer_id"] for row in rows}
+        for entry in points_expiring_within(days=batch.expiring_days, now=now).filter(customer_id__in=customer_ids):
+            batch.expiring[entry["customer_id"]] = (entry["points"], entry["earliest_expiry"])
+    return batch
+
+
+_SET_CODES = """
+    UPDATE campaigns_message m SET discount_code = codes.code
+    FROM unnest(%s::bigint[], %s::text[]) AS codes(id, code)
+    WHERE m.id = codes.id AND m.discount_code IS NULL
+"""
+
+
+def _assign_discount_codes(campaign: Campaign, rows: list[dict[str, Any]]) -> None:
+    """Give each message its code before it can go out; a re-send computes and finds the same code."""
+    missing = [row for row in rows if row["discount_code"] is None]
+    for row in missing:
+        row["discount_code"] = discount_code(
+            prefix=campaign.offer["code_prefix"], message_id=row["id"], message_uuid=row["uuid"]
+        )
+    if missing:
+        with connection.cursor() as cursor:
+            cursor.execute(_SET_CODES, [[row["id"] for row in missing], [row["discount_code"] for row in missing]])
+
+
+# --- Record ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    message_id: int
+    customer_id: int
+    uuid: str
+    status: str  # sent | failed | queued (transient, retried later)
+    at: dt.datetime
+    provider_id: str = ""
+    error: str = ""
+    retry_at: dt.datetime | None = None
+
+
+_RECORD = """
+    UPDATE campaigns_message m SET
+        -- A provider's callback may beat our own record of the send: keep what it said.
+        status = CASE WHEN o.status <> 'sent' THEN o.status
+                      WHEN m.clicked_at IS NOT NULL THEN 'clicked'
+                      WHEN m.opened_at IS NOT NULL THEN 'opened'
+                      WHEN m.delivered_at IS NOT NULL THEN 'delivered'
+                      ELSE 'sent' END,
+        sent_at = CASE WHEN o.status = 'sent' THEN o.at ELSE m.sent_at END,
+        touched_at = CASE WHEN o.status = 'sent' THEN o.at ELSE m.touched_at END,
+        cap_at = CASE WHEN o.status = 'sent' THEN o.at END,
+        send_at = coalesce(o.retry_at, m.send_at),
+        provider_message_id = o.provider_id,
+        error = o.error
+    FROM unnest(%s::bigint[], %s::text[], %s::timestamptz[], %s::text[], %s::text[], %s::timestamptz[])
+        AS o(id, status, at, provider_id, error, retry_at)
+    WHERE m.id = ANY(%s::bigint[]) AND m.id = o.id AND m.status = 'sending'
+    RETURNING m.id
+"""
+
+
+def _record(campaign: Campaign, outcomes: list[Outcome], result: SendResult) -> None:
+    """Write outcomes in one statement; credit bonus points for the messages that became ``sent``.
+
+    ``WHERE status = 'sending'``: an outcome for a message the sweeper already took back is dropped
+    (it will be sent again with the same idempotency key, and recorded then).
+    """
+    if not outcomes:
+        return
+    from customers.services.loyalty import BonusGrant, points_bonus_grant
+
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            _RECORD,
+            [
+                [o.message_id for o in outcomes],
+                [o.status for o in outcomes],
+                [o.at for o in outcomes],
+                [o.provider_id for o in outcomes],
+                [o.error[:MAX_ERROR_LENGTH] for o in outcomes],
+                [o.retry_at for o in outcomes],
+                [o.message_id for o in outcomes],
+            ],
+        )
+        recorded = {message_id for (message_id,) in cursor.fetchall()}
+        points = campaign.offer.get("bonus_points")
+        if points:
+            points_bonus_grant(
+                grants=[
+                    BonusGrant(
+                        customer_id=o.customer_id,
+                        points=points,
+                        key=bonus_key(o.uuid),
+                        reason=f"Campaign offer: {campaign.name}",
+                    )
+                    for o in outcomes
+                    if o.status == MessageStatus.SENT and o.message_id in recorded
+                ]
+            )
+    for o in outcomes:
+        if o.message_id not in recorded:
+            continue
+        if o.status == MessageStatus.SENT:
+            result.sent += 1
+        elif o.status == MessageStatus.FAILED:
+            result.failed += 1
+        else:
+            result.retried += 1
+
+
+def _failed(row: dict[str, Any], at: dt.datetime, error: str) -> Outcome:
+    return Outcome(row["id"], row["customer_id"], str(row["uuid"]), MessageStatus.FAILED, at, error=error)
+
+
+def _transient(row: dict[str, Any], at: dt.datetime, error: str) -> Outcome:
+    """Back to the queue with exponential backoff, or ``failed`` once the attempts are used up."""
+    attempts = row["attempts"]
+    if attempts >= MAX_SEND_ATTEMPTS:
+        return Outcome(row["id"], row["customer_id"], str(row["uuid"]), MessageStatus.FAILED, at, error=error)
+    return Outcome(
+        row["id"],
+        row["customer_id"],
+        str(row["uuid"]),
+        MessageStatus.QUEUED,
+        at,
+        error=error,
+        retry_at=at + retry_delay(attempts),
+    )
+
+
+# --- Send -----------------------------------------------------------------------------------------
+
+
+def messages_send_batch(
+    *, campaign_id: int, now: dt.datetime | None = None, batch_size: int | None = None
+) -> SendResult:
+    """Claim, check, render, send and record up to ``batch_size`` due messages of an active campaign.
+
+    ``now`` fixes the clock (tests); by default each step reads the real time.
+    """
+    batch_size = batch_size or send_batch_size()
+    result = SendResult(batch_size=batch_size)
+    campaign = Campaign.objects.filter(pk=campaign_id).first()
+    if campaign is None or campaign.status != CampaignStatus.ACTIVE:
+        return result  # paused or archived: its queued messages wait
+    ids = _claim(campaign_id=campaign.pk, now=now or timezone.now(), batch_size=batch_size, result=result)
+    if not ids:
+        return result
+    batch = _load_batch(campaign, ids, now or timezone.now())
+    try:
+        subject = template_compile(campaign.subject, "subject")
+        body = template_compile(campaign.body, "body")
+    except ApplicationError as error:  # saved templates are checked; this guards rows edited by hand
+        at = now or timezone.now()
+        _record(campaign, [_failed(row, at, error.message) for row in batch.rows], result)
+        return result
+    footer = campaign.channel == Channel.EMAIL and not uses(campaign.body, "unsubscribe_url")
+
+    by_channel: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in batch.rows:
+        by_channel[row["channel"]].append(row)
+    for channel, rows in by_channel.items():
+        pending: list[Outcome] = []
+        try:
+            backend = backend_for(channel)
+            backend.open()
+        except Exception as error:  # misconfigured or unreachable: the whole group retries later
+            at = now or timezone.now()
+            _record(campaign, [_transient(row, at, f"{channel}: {error}") for row in rows], result)
+            continue
+        attempted = 0
+        try:
+            for row in rows:
+                outcome = _send_one(batch, backend, row, subject, body, footer, now)
+                attempted += 1
+                pending.append(outcome)
+                if backend.confirm_each:
+                    _record(campaign, pending, result)
+                    pending = []
+        except SoftTimeLimitExceeded:
+            # Out of time: what was not tried yet goes back to the queue now, not after the sweeper's wait.
+            _release([row["id"] for row in rows[attempted:]])
+            logger.warning(
+                "campaign.send_time_limit", extra={"campaign_id": campaign.pk, "released": len(rows) - attempted}
+            )
+        finally:
+            backend.close()
+            _record(campaign, pending, result)
+    logger.info(
+        "campaign.sent",
+        extra={"campaign_id": campaign.pk, "sent": result.sent, "failed": result.failed, "retried": result.retried},
+    )
+    return result
+
+
+def _send_one(
+    batch: Batch, backend: Any, row: dict[str, Any], subject: Any, body: Any, footer: bool, now: dt.datetime | None
+) -> Outcome:
+    message_uuid = str(row["uuid"])
+    url = unsubscribe_url(message_uuid, batch.url_prefix)
+    customer = _row_customer(row)
+    try:
+        context = message_context(batch, row, url)
+        rendered_subject, text = render_all((subject, body), context, customer["timezone"])
+        if footer:
+            text = f"{text.rstrip()}\n\nUnsubscribe: {url}\n"
+        outgoing = Outgoing(
+            uuid=message_uuid,
+            channel=row["channel"],
+            to=address_for(row["channel"], customer),
+            customer=customer["external_id"],
+            subject=" ".join(rendered_subject.split()),
+            body=text,
+            unsubscribe_url=url,
+            campaign_id=batch.campaign.pk,
+        )
+    except SoftTimeLimitExceeded:
+        raise
+    except Exception as error:  # a template that fails on this customer's data: it will fail again
+        return _failed(row, now or timezone.now(), f"render: {error!r}")
+    try:
+        provider_id = backend.send(outgoing)
+    except SoftTimeLimitExceeded:
+        raise
+    except PermanentError as error:
+        return _failed(row, now or timezone.now(), str(error))
+    except TransientError as error:
+        return _transient(row, now or timezone.now(), str(error))
+    except Exception as error:  # unknown: treat as transient, bounded by MAX_SEND_ATTEMPTS
+        logger.warning("campaign.send_error", extra={"message_id": row["id"]}, exc_info=True)
+        return _transient(row, now or timezone.now(), f"{type(error).__name__}: {error}")
+    return Outcome(
+        row["id"],
+        row["customer_id"],
+        message_uuid,
+        MessageStatus.SENT,
+        now or timezone.now(),
+        provider_id=provider_id or "",
+    )
+
+
+def _release(ids: list[int]) -> None:
+    """Claimed messages that were not attempted: back to the queue at once."""
+    if ids:
+        Message.objects.filter(pk__in=ids, status=MessageStatus.SENDING).update(
+            status=MessageStatus.QUEUED, cap_at=None, send_at=timezone.now()
+        )
+
+
+# --- Housekeeping -----------------------------------------------------------------------------------
+
+
+def messages_requeue_stale(*, older_than: dt.timedelta | None = None, now: dt.datetime | None = None) -> int:
+    """Put messages a dead worker left in ``sending`` back in the queue, and start senders for them.
+
+    The re-send carries the same UUID, so a provider honouring the idempotency key delivers once
+    even if the dead worker's last message had gone out.
+    """
+    now = now or timezone.now()
+    cutoff = now - (sending_stale_after() if older_than is None else older_than)
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE campaigns_message SET status = 'queued', send_at = %s, cap_at = NULL,"
+                " error = 'requeued: its sender stopped while sending'"
+                " WHERE status = 'sending' AND claimed_at <= %s RETURNING campaign_id",
+                [now, cutoff],
+            )
+            per_campaign: dict[int, int] = defaultdict(int)
+            for (campaign_id,) in cursor.fetchall():
+                per_campaign[campaign_id] += 1
+        for campaign_id, count in per_campaign.items():
+            sends_enqueue(campaign_id=campaign_id, due=count)
+    total = sum(per_campaign.values())
+    if total:
+        logger.warning("campaign.requeued_stale", extra={"messages": total, "campaigns": len(per_campaign)})
+    return total
+
+
+def messages_dispatch_due(*, now: dt.datetime | None = None) -> dict[int, int]:
+    """Start senders for every active campaign with due messages (beat, every minute).
+
+    The queue of record is the database: tasks lost with a broker restart, deferred messages coming
+    due, retries after backoff — this finds them all.
+    """
+    now = now or timezone.now()
+    limit = send_batch_size() * SEND_FANOUT_MAX
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT campaign.id, (SELECT count(*) FROM (SELECT 1 FROM campaigns_message m"
+            "   WHERE m.campaign_id = campaign.id AND m.status = 'queued' AND m.send_at <= %s LIMIT %s) due)"
+            " FROM campaigns_campaign campaign WHERE campaign.status = 'active'",
+            [now, limit],
+        )
+        due = {campaign_id: count for campaign_id, count in cursor.fetchall() if count}
+    with transaction.atomic():
+        for campaign_id, count in due.items():
+            sends_enqueue(campaign_id=campaign_id, due=count)
+    return due
+
+
+def messages_expire_stale(*, now: dt.datetime | None = None, max_age: dt.timedelta = MESSAGE_MAX_AGE) -> int:
+    """Suppress (``expired``) queued messages that should have gone out more than ``max_age`` ago,
+    e.g. those of a campaign paused for weeks: a reminder that late does more harm than good."""
+    now = now or timezone.now()
+    return Message.objects.filter(status=MessageStatus.QUEUED, send_at__lt=now - max_age).update(
+        status=MessageStatus.SUPPRESSED, reason=SuppressionReason.EXPIRED
+    )

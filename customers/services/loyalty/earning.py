@@ -1,0 +1,249 @@
+"""What loyalty does when purchases are recorded (earning, welcome and referral bonuses) and when
+one is refunded or cancelled (return redeemed points, take back earned ones)."""
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.db.models import Exists, OuterRef, Q, Sum
+from django.utils import timezone
+
+from customers.models import Customer, PointsEntry, PointsKind, Purchase, PurchaseStatus, TierChange
+from customers.services.loyalty.ledger import Credit, Debit, credits_write, customers_lock, debit_write
+from customers.services.loyalty.program import WELCOME_MAX_SIGNUP_AGE, Program, loyalty_program_get
+from customers.services.loyalty.tiers import tiers_apply, tiers_recompute_for_customers
+
+# --- Earning and the purchase hooks ---------------------------------------------------------------
+
+
+def earn_key(purchase_id: int) -> str:
+    return f"earn:purchase:{purchase_id}"
+
+
+def points_earn_for_purchases(
+    *, purchase_ids: Iterable[int], now: dt.datetime | None = None, program: Program | None = None
+) -> list[PointsEntry]:
+    """Credit what each completed purchase earns: floor(total * earn_rate * tier multiplier).
+
+    The multiplier is the customer's tier at this moment (recompute tiers first, so a purchase
+    that lifts the customer into a tier earns at that tier). Earned points expire
+    ``expiry_days`` after the purchase was placed; a purchase reported after its points would
+    have expired earns none. Idempotent per purchase (key ``earn:purchase:<id>``). A fixed
+    number of statements for any number of purchases.
+    """
+    ids = sorted(set(purchase_ids))
+    if not ids:
+        return []
+    program = program or loyalty_program_get()
+    now = now or timezone.now()
+    if program.earn_rate == 0:
+        return []
+    rows = Purchase.objects.filter(pk__in=ids, status=PurchaseStatus.COMPLETED).values_list(
+        "pk", "customer_id", "total", "placed_at", "customer__tier"
+    )
+    credits = []
+    for pk, customer_id, total, placed_at, tier in rows:
+        expires_at = program.expires_at(placed_at)
+        if expires_at is not None and expires_at <= now:
+            continue
+        credits.append(
+            Credit(
+                customer_id=customer_id,
+                kind=PointsKind.EARN,
+                points=program.points_for(total, program.multiplier(tier)),
+                key=earn_key(pk),
+                expires_at=expires_at,
+                purchase_id=pk,
+            )
+        )
+    return credits_write(credits, at=now)
+
+
+def points_welcome_for_customers(
+    *, customer_ids: Iterable[int], now: dt.datetime | None = None, program: Program | None = None
+) -> list[PointsEntry]:
+    """The welcome bonus, once per customer (key ``bonus:welcome:<id>``), for customers just
+    created in the CRM whose sign-up time is recent (see WELCOME_MAX_SIGNUP_AGE)."""
+    ids = sorted(set(customer_ids))
+    program = program or loyalty_program_get()
+    if not ids or program.welcome_bonus == 0:
+        return []
+    now = now or timezone.now()
+    eligible = Customer.objects.filter(
+        pk__in=ids, erased_at__isnull=True, created_at__gte=now - WELCOME_MAX_SIGNUP_AGE
+    ).values_list("pk", flat=True)
+    return credits_write(
+        [
+            Credit(
+                customer_id=pk,
+                kind=PointsKind.BONUS,
+                points=program.welcome_bonus,
+                key=f"bonus:welcome:{pk}",
+                expires_at=program.expires_at(now),
+                reason="Welcome bonus",
+            )
+            for pk in eligible
+        ],
+        at=now,
+    )
+
+
+def points_referral_for_purchases(
+    *, purchase_ids: Iterable[int], now: dt.datetime | None = None, program: Program | None = None
+) -> list[PointsEntry]:
+    """Credit the referrer when a referred customer's first completed purchase is recorded.
+
+    Once per referred customer, ever (key ``bonus:referral:<referred id>``); only a purchase
+    that is the customer's earliest completed one counts, so a referral claimed after the
+    customer had already bought earns nothing.
+    """
+    ids = sorted(set(purchase_ids))
+    program = program or loyalty_program_get()
+    if not ids or program.referral_bonus == 0:
+        return []
+    now = now or timezone.now()
+    earlier = Purchase.objects.filter(customer=OuterRef("customer"), status=PurchaseStatus.COMPLETED).filter(
+        Q(placed_at__lt=OuterRef("placed_at")) | Q(placed_at=OuterRef("placed_at"), pk__lt=OuterRef("pk"))
+    )
+    firsts = (
+        Purchase.objects.filter(
+            pk__in=ids,
+            status=PurchaseStatus.COMPLETED,
+            customer__referred_by__isnull=False,
+            customer__referred_by__erased_at__isnull=True,
+        )
+        .exclude(Exists(earlier))
+        .values_list("customer_id", "customer__referred_by_id", "customer__external_id")
+    )
+    return credits_write(
+        [
+            Credit(
+                customer_id=referrer_id,
+                kind=PointsKind.BONUS,
+                points=program.referral_bonus,
+                key=f"bonus:referral:{referred_id}",
+                expires_at=program.expires_at(now),
+                reason=f"Referral: {referred_external_id} made a first purchase",
+            )
+            for referred_id, referrer_id, referred_external_id in firsts
+        ],
+        at=now,
+    )
+
+
+@dataclass(frozen=True)
+class LoyaltyOutcome:
+    earned: int
+    bonuses: int
+    tier_changes: int
+
+
+def loyalty_after_purchases(
+    *,
+    purchase_ids: Iterable[int],
+    new_customer_ids: Iterable[int] = (),
+    now: dt.datetime | None = None,
+) -> LoyaltyOutcome:
+    """Everything loyalty does when purchases are recorded, for any number of them at once:
+    recompute the buyers' tiers, welcome bonuses for customers the purchases created, points
+    earned, and referral bonuses. Call it inside the transaction that stored the purchases.
+    Idempotent: calling it again for the same purchases changes nothing.
+    """
+    ids = sorted(set(purchase_ids))
+    new_customer_ids = sorted(set(new_customer_ids))
+    if not ids and not new_customer_ids:
+        return LoyaltyOutcome(0, 0, 0)
+    now = now or timezone.now()
+    program = loyalty_program_get()
+    buyers = set(
+        Purchase.objects.filter(pk__in=ids, status=PurchaseStatus.COMPLETED).values_list("customer_id", flat=True)
+    )
+    customers_lock(buyers | set(new_customer_ids))
+    moved = 0
+    if buyers:
+        moved = tiers_apply(
+            customers=Customer.objects.filter(pk__in=sorted(buyers)),
+            program=program,
+            now=now,
+            cause=TierChange.Cause.PURCHASE,
+        )
+    welcome = points_welcome_for_customers(customer_ids=new_customer_ids, now=now, program=program)
+    earned = points_earn_for_purchases(purchase_ids=ids, now=now, program=program)
+    referral = points_referral_for_purchases(purchase_ids=ids, now=now, program=program)
+    return LoyaltyOutcome(
+        earned=sum(entry.points for entry in earned),
+        bonuses=sum(entry.points for entry in welcome + referral),
+        tier_changes=moved,
+    )
+
+
+def reversal_key(purchase_id: int) -> str:
+    return f"reversal:purchase:{purchase_id}"
+
+
+def loyalty_after_status_change(*, purchase_ids: Iterable[int], now: dt.datetime | None = None) -> None:
+    """A purchase was refunded or cancelled: give back the points redeemed for it, take back the
+    points it earned, and recompute the customer's tier.
+
+    Redeemed points come back first, as a new lot (expiring ``expiry_days`` from now). Then the
+    earned points still in the account are taken back, that purchase's own lot first; what it
+    earned and expired is not taken twice. If the earned points were spent, the balance goes to
+    zero and the uncovered rest is recorded on the reversal entry. Idempotent per purchase.
+    """
+    purchases = list(
+        Purchase.objects.filter(pk__in=sorted(set(purchase_ids)))
+        .exclude(status=PurchaseStatus.COMPLETED)
+        .values_list("pk", "customer_id", "external_id")
+    )
+    if not purchases:
+        return
+    now = now or timezone.now()
+    program = loyalty_program_get()
+    customers_lock(customer_id for _, customer_id, _ in purchases)
+    for purchase_id, customer_id, external_id in purchases:  # a refund is one purchase; admin actions a few
+        redemptions = PointsEntry.objects.filter(customer_id=customer_id, kind=PointsKind.REDEEM).filter(
+            Q(purchase_id=purchase_id) | Q(order_id=external_id)
+        )
+        credits_write(
+            [
+                Credit(
+                    customer_id=customer_id,
+                    kind=PointsKind.REVERSAL,
+                    points=-redemption.points,
+                    key=f"return:redeem:{redemption.pk}",
+                    expires_at=program.expires_at(now),
+                    purchase_id=purchase_id,
+                    reason=f"Points redeemed for order {external_id} returned: the order was refunded or cancelled",
+                    related_entry_id=redemption.pk,
+                )
+                for redemption in redemptions
+            ],
+            at=now,
+        )
+        earned = PointsEntry.objects.filter(idempotency_key=earn_key(purchase_id)).first()
+        if earned is None or PointsEntry.objects.filter(idempotency_key=reversal_key(purchase_id)).exists():
+            continue
+        expired = -(
+            PointsEntry.objects.filter(related_entry=earned, kind=PointsKind.EXPIRE).aggregate(s=Sum("points"))["s"]
+            or 0
+        )
+        to_reverse = earned.points - expired
+        if to_reverse <= 0:
+            continue
+        debit_write(
+            Debit(
+                customer_id=customer_id,
+                kind=PointsKind.REVERSAL,
+                points=to_reverse,
+                key=reversal_key(purchase_id),
+                purchase_id=purchase_id,
+                reason=f"Points earned by order {external_id} taken back: the order was refunded or cancelled",
+                related_entry_id=earned.pk,
+                prefer_lot_id=earned.pk,
+            ),
+            at=now,
+            partial=True,
+        )
+    tiers_recompute_for_customers(
+        customer_ids=[customer_id for _, customer_id, _ in purchases], cause=TierChange.Cause.REFUND, now=now
+    )

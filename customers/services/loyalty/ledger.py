@@ -1,0 +1,199 @@
+"""Ledger primitives: lock customers, append lots (credits), spend oldest lots first (debits)."""
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.db import connection
+from django.db.models import BigIntegerField, Case, F, Value, When
+
+from customers.models import Customer, PointsEntry
+from retention_crm.errors import ApplicationError
+
+# --- Ledger primitives -----------------------------------------------------------------------------
+
+
+class InsufficientPoints(ApplicationError):
+    def __init__(self, message: str, *, fields: dict[str, Any] | None = None) -> None:
+        super().__init__(message, code="insufficient_points", status=409, fields=fields)
+
+
+@dataclass(frozen=True)
+class Credit:
+    """Points to add to one customer as a new lot."""
+
+    customer_id: int
+    kind: str
+    points: int
+    key: str
+    expires_at: dt.datetime | None
+    purchase_id: int | None = None
+    reason: str = ""
+    related_entry_id: int | None = None
+    created_by_id: int | None = None
+
+
+def customers_lock(customer_ids: Iterable[int]) -> dict[int, int]:
+    """Lock the customers' rows in id order (so concurrent writers never deadlock on each other)
+    and return their balances as of the lock."""
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return {}
+    return dict(
+        Customer.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk", "points_balance")
+    )
+
+
+def _balances_add(deltas: dict[int, int]) -> None:
+    """One UPDATE adding each customer's delta to the cached balance."""
+    deltas = {customer_id: delta for customer_id, delta in deltas.items() if delta}
+    if not deltas:
+        return
+    change = Case(
+        *[When(pk=customer_id, then=Value(delta)) for customer_id, delta in deltas.items()],
+        default=Value(0),
+        output_field=BigIntegerField(),
+    )
+    Customer.objects.filter(pk__in=list(deltas)).update(points_balance=F("points_balance") + change)
+
+
+def credits_write(credits: Iterable[Credit], *, at: dt.datetime) -> list[PointsEntry]:
+    """Append the credits whose idempotency key is new, as lots; returns the entries written.
+
+    A fixed number of statements whatever the count: lock the customers, read which keys exist,
+    one INSERT, one UPDATE of the balances. A key seen before (or twice in the batch) is skipped,
+    which makes every caller idempotent.
+    """
+    credits = [credit for credit in credits if credit.points > 0]
+    if not credits:
+        return []
+    balances = customers_lock(credit.customer_id for credit in credits)
+    seen = set(
+        PointsEntry.objects.filter(idempotency_key__in=[credit.key for credit in credits]).values_list(
+            "idempotency_key", flat=True
+        )
+    )
+    entries: list[PointsEntry] = []
+    deltas: dict[int, int] = defaultdict(int)
+    for credit in credits:
+        if credit.key in seen or credit.customer_id not in balances:
+            continue
+        seen.add(credit.key)
+        balances[credit.customer_id] += credit.points
+        deltas[credit.customer_id] += credit.points
+        entries.append(
+            PointsEntry(
+                customer_id=credit.customer_id,
+                kind=credit.kind,
+                points=credit.points,
+                remaining=credit.points,
+                idempotency_key=credit.key,
+                created_at=at,
+                expires_at=credit.expires_at,
+                purchase_id=credit.purchase_id,
+                reason=credit.reason,
+                related_entry_id=credit.related_entry_id,
+                created_by_id=credit.created_by_id,
+                balance_after=balances[credit.customer_id],
+            )
+        )
+    # No ignore_conflicts: the customers are locked, so a duplicate key here is a bug to surface.
+    PointsEntry.objects.bulk_create(entries)
+    _balances_add(deltas)
+    return entries
+
+
+_SPEND = """
+    UPDATE customers_customer SET points_balance = points_balance - %(points)s
+    WHERE id = %(customer)s AND points_balance >= %(points)s
+    RETURNING points_balance
+"""
+
+# FIFO: the lots with the earliest expiry give first (a preferred lot, e.g. the one a reversal
+# takes back, before all others; lots that never expire last). ``running`` is the sum of the
+# remaining points up to and including each lot; a lot is touched while the lots before it hold
+# less than the amount. One statement, whatever the number of lots.
+_CONSUME_LOTS = """
+    UPDATE customers_pointsentry AS lot SET remaining = lot.remaining - picked.take
+    FROM (
+        SELECT ordered.id,
+               CASE WHEN ordered.running <= %(points)s THEN ordered.remaining
+                    ELSE %(points)s - (ordered.running - ordered.remaining) END AS take
+        FROM (
+            SELECT id, remaining,
+                   SUM(remaining) OVER (
+                       ORDER BY CASE WHEN id = %(prefer)s THEN 0 ELSE 1 END,
+                                CASE WHEN expires_at IS NULL THEN 1 ELSE 0 END, expires_at, id
+                   ) AS running
+            FROM customers_pointsentry
+            WHERE customer_id = %(customer)s AND remaining > 0
+        ) AS ordered
+        WHERE ordered.running - ordered.remaining < %(points)s
+    ) AS picked
+    WHERE lot.id = picked.id
+"""
+
+
+@dataclass(frozen=True)
+class Debit:
+    """Points to take from one customer's lots."""
+
+    customer_id: int
+    kind: str
+    points: int  # positive: how many to take
+    key: str
+    purchase_id: int | None = None
+    reason: str = ""
+    related_entry_id: int | None = None
+    created_by_id: int | None = None
+    prefer_lot_id: int | None = None
+    order_id: str = ""
+    order_total: Decimal | None = None
+    discount: Decimal | None = None
+
+
+def debit_write(debit: Debit, *, at: dt.datetime, partial: bool = False) -> PointsEntry:
+    """Take points from a customer, oldest lots first, and append the entry. The conditional
+    UPDATE of the balance locks the customer's row (if the caller has not already) before the
+    lots are touched.
+
+    Without ``partial`` a balance short of the amount raises InsufficientPoints and nothing
+    changes. With ``partial`` (reversals) the balance goes to zero at most and the rest is
+    recorded as ``uncovered`` on the entry; the amount is read from the balance, so the caller
+    must hold the customer's lock (customers_lock) already.
+    """
+    take = debit.points
+    if partial:
+        balance = Customer.objects.filter(pk=debit.customer_id).values_list("points_balance", flat=True).get()
+        take = min(debit.points, balance)
+    with connection.cursor() as cursor:
+        cursor.execute(_SPEND, {"points": take, "customer": debit.customer_id})
+        row = cursor.fetchone()
+        if row is None:
+            raise InsufficientPoints(
+                f"Not enough points: {debit.points} asked.", fields={"points": ["more than the balance"]}
+            )
+        balance_after = row[0]
+        if take:
+            cursor.execute(
+                _CONSUME_LOTS, {"points": take, "customer": debit.customer_id, "prefer": debit.prefer_lot_id or 0}
+            )
+    return PointsEntry.objects.create(
+        customer_id=debit.customer_id,
+        kind=debit.kind,
+        points=-take,
+        uncovered=debit.points - take,
+        idempotency_key=debit.key,
+        created_at=at,
+        purchase_id=debit.purchase_id,
+        reason=debit.reason,
+        related_entry_id=debit.related_entry_id,
+        created_by_id=debit.created_by_id,
+        balance_after=balance_after,
+        order_id=debit.order_id,
+        order_total=debit.order_total,
+        discount=debit.discount,
+    )
