@@ -16,6 +16,7 @@ from typing import Any
 
 from django.db import connection
 from django.db.models import Count, QuerySet
+from django.utils import timezone
 
 from campaigns.models import SENT_STATUSES, Attribution, Campaign, Message, MessageStatus
 from metrics.impact import two_proportion_z_test
@@ -135,6 +136,56 @@ _GROUP_FIGURES = """
 """
 
 
+# "Still active" N days after the message: metrics' active(t) (a completed purchase in
+# [t - W, t)) at t = touched_at + N days, among members for whom t has already come.
+STILL_ACTIVE_AFTER_DAYS = (30, 90)
+_STILL_ACTIVE = """
+    WITH touches AS (
+        SELECT DISTINCT ON (m.customer_id) m.customer_id, m.touched_at,
+               CASE WHEN m.status = 'held_out' THEN 'control' ELSE 'treated' END AS grp
+        FROM campaigns_message m
+        WHERE m.campaign_id = %(campaign)s AND m.touched_at IS NOT NULL AND m.status = ANY(%(statuses)s)
+        ORDER BY m.customer_id, m.touched_at
+    ),
+    checkpoints AS (
+        SELECT t.grp, t.customer_id, t.touched_at + make_interval(days => d.days) AS at, d.days
+        FROM touches t CROSS JOIN unnest(%(days)s::int[]) AS d(days)
+    )
+    SELECT c.grp, c.days, count(*) AS mature,
+           count(*) FILTER (WHERE EXISTS (
+               SELECT 1 FROM customers_purchase p
+               WHERE p.customer_id = c.customer_id AND p.status = 'completed'
+                 AND p.placed_at >= c.at - %(window)s AND p.placed_at < c.at)) AS active
+    FROM checkpoints c
+    WHERE c.at <= %(now)s
+    GROUP BY c.grp, c.days
+"""
+
+
+def campaign_still_active(*, campaign: Campaign, window_days: int = 90) -> dict[str, dict[str, Any]]:
+    """Per group and checkpoint (30, 90 days after the message): how many members have reached it
+    and the share of those still active then."""
+    statuses = [*map(str, SENT_STATUSES), str(MessageStatus.HELD_OUT)]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _STILL_ACTIVE,
+            {
+                "campaign": campaign.pk,
+                "statuses": statuses,
+                "days": list(STILL_ACTIVE_AFTER_DAYS),
+                "window": dt.timedelta(days=window_days),
+                "now": timezone.now(),
+            },
+        )
+        found = {(grp, days): (mature, active) for grp, days, mature, active in cursor.fetchall()}
+
+    def figure(grp: str, days: int) -> dict[str, Any]:
+        mature, active = found.get((grp, days), (0, 0))
+        return {"customers": mature, "share": active / mature if mature else None}
+
+    return {grp: {f"{days}d": figure(grp, days) for days in STILL_ACTIVE_AFTER_DAYS} for grp in GROUPS}
+
+
 def campaign_impact(*, campaign: Campaign) -> dict[str, Any]:
     statuses = [*map(str, SENT_STATUSES), str(MessageStatus.HELD_OUT)]
     with connection.cursor() as cursor:
@@ -168,10 +219,11 @@ def campaign_impact(*, campaign: Campaign) -> dict[str, Any]:
                 CENT, rounding=ROUND_HALF_UP
             )
         )
+    still_active = campaign_still_active(campaign=campaign)
     return {
         "attribution_days": campaign.attribution_days,
-        "treated": treated.as_dict(),
-        "control": control.as_dict(),
+        "treated": {**treated.as_dict(), "still_active": still_active["treated"]},
+        "control": {**control.as_dict(), "still_active": still_active["control"]},
         "uplift": None
         if uplift is None
         else {

@@ -123,7 +123,7 @@ class RetentionApi(APIView):
             START,
             END,
             WINDOW,
-            OpenApiParameter("campaign", OpenApiTypes.STR, description="Restrict to one campaign's group (soon)"),
+            OpenApiParameter("campaign", OpenApiTypes.STR, description="Restrict to one campaign's group (with group)"),
             OpenApiParameter("group", OpenApiTypes.STR, enum=list(impact.GROUPS), description="treated or control"),
         ],
         responses={200: RetentionSerializer, **ERRORS},

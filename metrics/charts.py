@@ -107,6 +107,28 @@ def bar_chart(*, title: str, labels: Sequence[str], values: Sequence[int], width
     return mark_safe("".join(parts))
 
 
+def rate_bars(*, title: str, labels: Sequence[str], rates: Sequence[float | None], width: int = 520) -> SafeString:
+    """Horizontal bars for shares (0..1) on a common 0-100 % scale, the percentage at the end."""
+    row, label_w, gap = 26, 130, 70
+    height = row * len(labels) + 10
+    plot_w = width - label_w - gap
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        f'role="img" aria-label="{escape(title)}"><title>{escape(title)}</title>'
+    ]
+    for i, (label, rate) in enumerate(zip(labels, rates, strict=True)):
+        y = 5 + i * row
+        bar = plot_w * (rate or 0)
+        shown = "—" if rate is None else _percent(rate)
+        parts.append(
+            f'<g data-label="{escape(label)}"><text x="{label_w - 8}" y="{y + 16}" font-size="12" text-anchor="end">'
+            f'{escape(label)}</text><rect x="{label_w}" y="{y + 4}" width="{bar:.1f}" height="16" fill="{BAR_COLOUR}"/>'
+            f'<text x="{label_w + bar + 6:.1f}" y="{y + 16}" font-size="12">{shown}</text></g>'
+        )
+    parts.append("</svg>")
+    return mark_safe("".join(parts))
+
+
 def nps_bar(*, promoters: int, passives: int, detractors: int, width: int = 520) -> SafeString:
     """One stacked bar: promoters, passives, detractors, as shares of the answers."""
     total = promoters + passives + detractors

@@ -25,6 +25,24 @@ class CohortRow:
 
 
 @dataclass(frozen=True)
+class CampaignImpactRow:
+    campaign_id: int
+    name: str
+    impact: dict[str, Any]
+    chart: SafeString
+
+    @property
+    def uplift_text(self) -> str:
+        uplift = self.impact["uplift"]
+        if uplift is None:
+            return "No uplift yet: a group is empty."
+        return (
+            f"Uplift {100 * uplift['absolute']:+.1f} points (95 % CI {100 * uplift['ci_low']:+.1f} to "
+            f"{100 * uplift['ci_high']:+.1f}, p = {uplift['p_value']:.3f})."
+        )
+
+
+@dataclass(frozen=True)
 class Dashboard:
     period: Period
     window_days: int
@@ -39,6 +57,7 @@ class Dashboard:
     segments_stored: bool
     segment_chart: SafeString
     nps_chart: SafeString
+    campaign_impacts: list[CampaignImpactRow]
 
     def cards(self) -> list[dict[str, Any]]:
         r, s = self.retention, self.summary
@@ -65,6 +84,27 @@ def _percent(value: float | None) -> str:
 
 def _money(value: Any) -> str:
     return "—" if value is None else f"{value:,}"
+
+
+DASHBOARD_CAMPAIGNS = 5  # the most recent campaigns that have reached anybody
+
+
+def campaign_impact_rows(*, limit: int = DASHBOARD_CAMPAIGNS) -> list[CampaignImpactRow]:
+    """Treated vs control conversion for the latest campaigns that sent or held out anything."""
+    # Imported here: the campaigns app itself reads metrics (audiences, the z-test).
+    from campaigns.models import Campaign
+    from campaigns.selectors import campaign_impact
+
+    rows = []
+    for campaign in Campaign.objects.filter(messages__touched_at__isnull=False).distinct().order_by("-pk")[:limit]:
+        impact = campaign_impact(campaign=campaign)
+        chart = charts.rate_bars(
+            title=f"Conversion within {impact['attribution_days']} days: {campaign.name}",
+            labels=["treated", "control"],
+            rates=[impact["treated"]["conversion_rate"], impact["control"]["conversion_rate"]],
+        )
+        rows.append(CampaignImpactRow(campaign.pk, campaign.name, impact, chart))
+    return rows
 
 
 def dashboard_build(*, period: Period, window_days: int) -> Dashboard:
@@ -117,4 +157,5 @@ def dashboard_build(*, period: Period, window_days: int) -> Dashboard:
         nps_chart=charts.nps_bar(
             promoters=figures.nps.promoters, passives=figures.nps.passives, detractors=figures.nps.detractors
         ),
+        campaign_impacts=campaign_impact_rows(),
     )

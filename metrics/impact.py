@@ -1,19 +1,12 @@
-"""Campaign impact (SPEC §5): treated (sent) vs control (held_out). Waits for the campaigns app.
-
-What is here now is the seam the campaigns engineer plugs into; nothing else in metrics changes:
+"""Campaign impact (SPEC §5): treated (sent) vs control (held_out).
 
 * ``group_customer_ids(campaign=..., group=...)`` returns the customers of one group as a
-  queryset of primary keys, e.g. ``Message.objects.filter(campaign_id=campaign, status="sent")
-  .values("customer_id")``. Every figure family takes that as ``customer_ids`` and stays one
+  subquery of primary keys. Every figure family takes that as ``customer_ids`` and stays one
   statement with a subquery: ``retention(..., customer_ids=...)``, ``summary(...)``,
-  ``cohort_matrix(...)`` and the RFM queries. The retention API already routes its ``campaign``
-  and ``group`` parameters here.
-* ``campaign_impact(campaign=...)`` will add, per group: counts, conversion within the
-  attribution window, revenue per customer, share still active 30 and 90 days after the message,
-  and the absolute uplift with a 95 % confidence interval and p-value (two-proportion z-test),
-  plus the incremental revenue estimate. ``two_proportion_z_test`` below is ready for it.
-
-Until campaigns exist, asking for a group is a 400 that says so, never a 500.
+  ``cohort_matrix(...)`` and the RFM queries; the retention API routes its ``campaign`` and
+  ``group`` parameters here.
+* ``two_proportion_z_test`` gives the uplift with its 95 % interval and p-value; the campaign
+  report (campaigns/selectors.py) uses it for conversion within the attribution window.
 """
 
 import math
@@ -21,28 +14,34 @@ from dataclasses import dataclass
 
 from django.db.models import QuerySet
 
-from retention_crm.errors import ApplicationError
+from retention_crm.errors import ApplicationError, NotFound
 
 GROUPS = ("treated", "control")
-
-
-def campaigns_unavailable() -> ApplicationError:
-    return ApplicationError(
-        "campaigns are not available yet: the campaign and group parameters need the campaigns app.",
-        code="campaigns_unavailable",
-        fields={"campaign": ["campaigns are not available yet"]},
-    )
 
 
 def group_customer_ids(*, campaign: str | None, group: str | None) -> QuerySet | None:
     """The customers of a campaign's treated or control group, as a subquery; None for everyone."""
     if campaign in (None, "") and group in (None, ""):
         return None
-    if group not in (None, "") and group not in GROUPS:
+    if group not in GROUPS:
         raise ApplicationError(
-            f"group must be one of {', '.join(GROUPS)}.", code="invalid", fields={"group": ["unknown group"]}
+            f"group must be one of {', '.join(GROUPS)} (together with campaign).",
+            code="invalid",
+            fields={"group": ["give treated or control together with campaign"]},
         )
-    raise campaigns_unavailable()
+    try:
+        campaign_id = int(str(campaign))
+    except ValueError:
+        raise ApplicationError(
+            "campaign must be a campaign id.", code="invalid", fields={"campaign": ["must be a campaign id"]}
+        ) from None
+    # Imported here: the campaigns app reads metrics too (churn risk audiences, the z-test).
+    from campaigns.models import Campaign
+    from campaigns.selectors import campaign_group_customer_ids
+
+    if not Campaign.objects.filter(pk=campaign_id).exists():
+        raise NotFound(f"No campaign with id {campaign_id}.", code="campaign_not_found")
+    return campaign_group_customer_ids(campaign_id=campaign_id, group=group)
 
 
 @dataclass(frozen=True)

@@ -141,6 +141,50 @@ def test_report_has_every_status_and_the_impact(api, make_customer):
     assert set(impact["uplift"]) == {"absolute", "ci_low", "ci_high", "p_value"}
 
 
+def test_report_shows_who_is_still_active_30_and_90_days_after_the_message(api, make_customer):
+    from customers.services import PurchaseInput, purchase_record
+
+    campaign = create(api)
+    now = timezone.now()
+    touched = now - dt.timedelta(days=100)  # both checkpoints have come for these members
+    members = {"back": "sent", "gone": "sent", "held": "held_out"}
+    for name, status in members.items():
+        customer = make_customer(external_id=name)
+        Message.objects.create(
+            campaign_id=campaign["id"],
+            customer=customer,
+            channel="email",
+            dedupe_key=name,
+            status=status,
+            scheduled_at=touched,
+            send_at=touched,
+            sent_at=touched if status == "sent" else None,
+            touched_at=touched,
+        )
+    # "back" bought 20 days after the message: active at +30 and at +90 (W = 90); "held" bought
+    # 95 days after: active at neither checkpoint; "gone" never bought.
+    for number, (name, days) in enumerate((("back", 20), ("held", 95))):
+        purchase_record(
+            data=PurchaseInput.clean(
+                {
+                    "external_id": f"o-{number}",
+                    "customer": name,
+                    "placed_at": touched + dt.timedelta(days=days),
+                    "total": "10.00",
+                }
+            )
+        )
+    impact = api.get(f"/api/v1/campaigns/{campaign['id']}/report").json()["impact"]
+    assert impact["treated"]["still_active"] == {
+        "30d": {"customers": 2, "share": 0.5},
+        "90d": {"customers": 2, "share": 0.5},
+    }
+    assert impact["control"]["still_active"] == {
+        "30d": {"customers": 1, "share": 0.0},
+        "90d": {"customers": 1, "share": 0.0},
+    }
+
+
 def test_patch_changes_fields_and_moves_status_by_the_rules(api):
     campaign = create(api)
     path = f"/api/v1/campaigns/{campaign['id']}"

@@ -1,4 +1,4 @@
-"""The seam for campaign impact: group restriction refused until campaigns exist; the z-test."""
+"""Campaign impact: restricting figures to a campaign's treated or control group; the z-test."""
 
 import pytest
 
@@ -11,12 +11,17 @@ def test_everyone_when_no_group_is_asked_for():
     assert group_customer_ids(campaign="", group="") is None
 
 
-@pytest.mark.parametrize(("campaign", "group"), [("7", None), (None, "treated"), ("7", "control")])
-def test_a_group_is_a_clear_400_until_campaigns_exist(campaign, group):
+@pytest.mark.parametrize(("campaign", "group"), [("7", None), (None, "treated"), ("seven", "control"), ("7", "all")])
+def test_a_group_needs_a_campaign_id_and_treated_or_control(db, campaign, group):
     with pytest.raises(ApplicationError) as raised:
         group_customer_ids(campaign=campaign, group=group)
     assert raised.value.status == 400
-    assert raised.value.code == "campaigns_unavailable"
+
+
+def test_an_unknown_campaign_is_a_404(db):
+    with pytest.raises(ApplicationError) as raised:
+        group_customer_ids(campaign="987654", group="treated")
+    assert raised.value.status == 404
 
 
 def test_two_proportion_z_test_textbook_case():

@@ -83,10 +83,45 @@ def test_retention_refuses_bad_parameters(api, params, field):
     assert_error(api.get("/api/v1/metrics/retention", params), 400, "invalid", field)
 
 
-def test_campaign_groups_are_refused_until_campaigns_exist(api):
-    error = assert_error(api.get("/api/v1/metrics/retention", {"campaign": "7", "group": "control"}), 400)
-    assert error["code"] == "campaigns_unavailable"
-    assert "campaigns are not available yet" in error["message"]
+def test_retention_restricted_to_a_campaigns_treated_and_control_groups(api):
+    from campaigns.models import Message
+    from campaigns.services import campaign_create
+    from customers.models import Customer
+
+    campaign = campaign_create(
+        data={"name": "Come back", "trigger": "reactivation", "channel": "email", "subject": "Hi", "body": "Hi"}
+    )
+    for name, days in {"a": [10], "b": [10], "c": [10], "d": [10]}.items():
+        for day in days:
+            buy(name, noon(dt.date(2026, 2, day)))
+    buy("a", noon(dt.date(2026, 3, 15)))  # treated, came back
+    buy("c", noon(dt.date(2026, 3, 20)))  # control, came back
+    sent_at = timezone.now()
+    for name, status in (("a", "sent"), ("b", "sent"), ("c", "held_out")):
+        Message.objects.create(
+            campaign=campaign,
+            customer=Customer.objects.get(external_id=name),
+            channel="email",
+            dedupe_key=name,
+            status=status,
+            scheduled_at=sent_at,
+            send_at=sent_at,
+            sent_at=sent_at if status == "sent" else None,
+        )
+
+    def table(**group) -> dict:
+        params = {"start": "2026-03-01", "end": "2026-04-01", "window_days": "30", **group}
+        response = api.get("/api/v1/metrics/retention", params)
+        assert response.status_code == 200, response.content
+        return response.json()
+
+    treated = table(campaign=str(campaign.pk), group="treated")
+    control = table(campaign=str(campaign.pk), group="control")
+    everyone = table()
+    assert (treated["customers_start"], treated["retained"], treated["lost"], treated["crr"]) == (2, 1, 1, 0.5)
+    assert (control["customers_start"], control["retained"], control["crr"]) == (1, 1, 1.0)
+    assert (everyone["customers_start"], everyone["retained"], everyone["lost"]) == (4, 2, 2)
+    assert_error(api.get("/api/v1/metrics/retention", {"campaign": "999999", "group": "control"}), 404)
     assert_error(api.get("/api/v1/metrics/retention", {"group": "placebo"}), 400, "invalid", "group")
 
 
