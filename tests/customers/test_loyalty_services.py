@@ -119,7 +119,7 @@ def test_earning_for_a_thousand_purchases_is_a_few_statements(django_assert_max_
     purchases = [
         PurchaseFactory(customer=customers[i % 50], total=Decimal("10.00") + i, placed_at=NOW) for i in range(1000)
     ]
-    with django_assert_max_num_queries(12):
+    with django_assert_max_num_queries(13):
         outcome = loyalty_after_purchases(purchase_ids=[p.pk for p in purchases])
     assert outcome.earned == sum(10 + i for i in range(1000))
     assert PointsEntry.objects.filter(kind="earn").count() == 1000
