@@ -53,7 +53,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def build_orders(count: int, known_customers: int, seed: int) -> list[dict]:
+def build_orders(count: int, known_customers: int, seed: int, run: str) -> list[dict]:
     """New orders: 60 % by customers already loaded, 40 % by new ones; 1-3 items each."""
     rng = random.Random(seed)
     orders = []
@@ -61,7 +61,7 @@ def build_orders(count: int, known_customers: int, seed: int) -> list[dict]:
         if rng.random() < 0.6:
             customer = f"bench-c-{rng.randrange(1, known_customers + 1):08d}"
         else:
-            customer = f"api-c-{rng.randrange(count // 3 + 1):08d}"
+            customer = f"api-{run}-c-{rng.randrange(count // 3 + 1):08d}"
         items = [
             {
                 "sku": f"SKU-{rng.randrange(500):04d}",
@@ -73,7 +73,7 @@ def build_orders(count: int, known_customers: int, seed: int) -> list[dict]:
         total = sum(Decimal(i["unit_price"]) * i["quantity"] for i in items)
         orders.append(
             {
-                "external_id": f"api-o-{n:09d}",
+                "external_id": f"api-{run}-o-{n:09d}",
                 "customer": customer,
                 "placed_at": f"2026-10-{1 + n % 28:02d}T{n % 24:02d}:{n % 60:02d}:00Z",
                 "total": str(total),
@@ -290,16 +290,14 @@ def main(argv: list[str] | None = None) -> int:
         call_command("migrate", verbosity=0)
         connection.ensure_connection()
         bench_load(connection.connection, customers=args.customers, purchases=args.purchases, drop=True)
+    # Each run writes under its own prefix: purchases are never deleted (the points ledger that
+    # refers to them is append-only), so runs must not collide.
+    run = f"{time.time():.0f}"
     with connection.cursor() as cur:
-        cur.execute(
-            "DELETE FROM customers_purchaseitem WHERE purchase_id IN "
-            "(SELECT id FROM customers_purchase WHERE external_id LIKE 'api-o-%%' OR external_id LIKE 'wrk-%%')"
-        )
-        cur.execute("DELETE FROM customers_purchase WHERE external_id LIKE 'api-o-%%' OR external_id LIKE 'wrk-%%'")
         cur.execute("SELECT min(id) FROM customers_customer")
         seed_customer_id = cur.fetchone()[0]
     _, key = api_key_create(name=f"bench {time.time():.0f}", scopes=["read", "write"])
-    orders = build_orders(args.ingest, args.customers, seed=7)
+    orders = build_orders(args.ingest, args.customers, seed=7, run=run)
     connection.close()
 
     port = free_port()
@@ -307,7 +305,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         ingest_seconds = ingest(port, key, orders)
         delay = max(0, int(WRK_CONNECTIONS * 1000 / args.rate) - EXPECTED_LATENCY_MS)
-        run = f"{time.time():.0f}"
         post = run_wrk(
             port, WRK_POST % {"delay": delay, "customers": args.customers, "key": key, "run": run}, args.duration
         )
