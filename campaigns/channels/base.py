@@ -9,6 +9,7 @@ retries it a bounded number of times.
 Every message carries its UUID, which the backend hands to the provider as the idempotency key.
 """
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -46,21 +47,22 @@ class Outgoing:
         }
 
 
-class ChannelBackend:
+class ChannelBackend(ABC):
     # Whether the sender must record each message's outcome before the next send. True for real
     # providers: a worker dying mid-batch can then leave at most one message sent-but-unrecorded
     # (the duplicate window, closed by the provider honouring the idempotency key). In-process
     # development backends record the whole batch at once, which is much faster.
     confirm_each: bool = True
 
-    def open(self) -> None:
+    def open(self) -> None:  # noqa: B027 - an optional hook; most backends need no set-up
         """Open connections for a batch."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an optional hook
         """Close them."""
 
+    @abstractmethod
     def send(self, message: Outgoing) -> str:
-        raise NotImplementedError
+        """Each subclass implements this."""
 
     def __enter__(self) -> "ChannelBackend":
         self.open()

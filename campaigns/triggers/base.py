@@ -9,6 +9,7 @@ the audience are added around it by the evaluation, the same for every trigger.
 
 import datetime as dt
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,7 +80,7 @@ class Candidates:
     data: Sql = NO_DATA
 
 
-class TriggerDefinition:
+class TriggerDefinition(ABC):
     """Subclasses set the class attributes and implement ``candidates``."""
 
     name: str
@@ -109,8 +110,9 @@ class TriggerDefinition:
         """Every parameter with its value: the given one or the default."""
         return {param.name: params.get(param.name, param.default) for param in self.params}
 
-    def check(self, resolved: dict[str, Any]) -> None:
+    def check(self, resolved: dict[str, Any]) -> None:  # noqa: B027 - an optional hook
         """Rules between parameters; raise ``invalid`` naming the field."""
 
+    @abstractmethod
     def candidates(self, *, params: dict[str, Any], ctx: EvaluationContext) -> Candidates:
-        raise NotImplementedError
+        """Each subclass implements this."""
