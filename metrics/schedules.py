@@ -3,20 +3,9 @@
 Seeding is idempotent: a schedule that exists (perhaps moved or disabled by staff) is left as it is.
 """
 
-from dataclasses import dataclass
 from typing import Any
 
-from django.conf import settings
-
-
-@dataclass(frozen=True)
-class DailySchedule:
-    name: str
-    task: str
-    hour: int
-    minute: int
-    description: str
-
+from retention_crm.schedules import DailySchedule, daily_schedules_ensure
 
 # Store time, after the loyalty passes (00:05-00:30), so scores see the night's tier changes settled.
 METRICS_SCHEDULES = (
@@ -39,33 +28,7 @@ SCHEDULE_QUEUE = "metrics"
 
 
 def metrics_schedules_ensure(*, periodic_task_model: Any = None, crontab_model: Any = None) -> int:
-    """Create the metrics beat schedules that do not exist yet; returns how many were created.
-
-    Migrations pass their historical models; at run time the real ones are used.
-    """
-    if periodic_task_model is None or crontab_model is None:
-        from django_celery_beat.models import CrontabSchedule, PeriodicTask
-
-        periodic_task_model, crontab_model = PeriodicTask, CrontabSchedule
-    created = 0
-    for schedule in METRICS_SCHEDULES:
-        if periodic_task_model.objects.filter(name=schedule.name).exists():
-            continue
-        crontab, _ = crontab_model.objects.get_or_create(
-            minute=str(schedule.minute),
-            hour=str(schedule.hour),
-            day_of_week="*",
-            day_of_month="*",
-            month_of_year="*",
-            timezone=settings.TIME_ZONE,
-        )
-        periodic_task_model.objects.create(
-            name=schedule.name,
-            task=schedule.task,
-            crontab=crontab,
-            queue=SCHEDULE_QUEUE,
-            description=schedule.description,
-            enabled=True,
-        )
-        created += 1
-    return created
+    """Create the metrics beat schedules that do not exist yet; returns how many were created."""
+    return daily_schedules_ensure(
+        METRICS_SCHEDULES, queue=SCHEDULE_QUEUE, periodic_task_model=periodic_task_model, crontab_model=crontab_model
+    )
