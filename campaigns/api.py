@@ -30,11 +30,9 @@ from campaigns.services import (
     provider_events_clean,
     provider_events_record,
 )
-from customers.serializers import ErrorSerializer
 from customers.services import validation as v
-from retention_crm.errors import ApplicationError
+from retention_crm.api.shapes import ERRORS, ErrorSerializer, body_object
 
-ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
 CAMPAIGN_EXAMPLE = {
     "name": "Come back",
     "trigger": "reactivation",
@@ -93,12 +91,6 @@ REPORT_EXAMPLE = {
         "incremental_revenue": "2751.87",
     },
 }
-
-
-def body_object(request: Request) -> dict[str, Any]:
-    if not isinstance(request.data, dict):
-        raise ApplicationError("The request body must be a JSON object.", code="invalid")
-    return request.data
 
 
 class CampaignListApi(generics.ListAPIView):

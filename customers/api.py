@@ -4,8 +4,6 @@ Thin views: parse the body, call one service or selector, render. Every rule liv
 services, every error leaves through the API's exception handler in the SPEC's shape.
 """
 
-from typing import Any
-
 from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.request import Request
@@ -24,7 +22,6 @@ from customers.serializers import (
     CustomerSerializer,
     CustomerWriteSerializer,
     EraseResultSerializer,
-    ErrorSerializer,
     NpsSerializer,
     NpsWriteSerializer,
     PurchaseSerializer,
@@ -43,9 +40,7 @@ from customers.services import (
     purchases_record_bulk,
 )
 from customers.services import validation as v
-from retention_crm.errors import ApplicationError
-
-ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
+from retention_crm.api.shapes import ERRORS, ErrorSerializer, body_object
 
 CUSTOMER_RESPONSE = {
     "external_id": "shop-customer-42",
@@ -95,13 +90,6 @@ INVALID_EXAMPLE = OpenApiExample(
     response_only=True,
     status_codes=["400"],
 )
-
-
-def body_object(request: Request) -> dict[str, Any]:
-    """The JSON body, which must be an object."""
-    if not isinstance(request.data, dict):
-        raise ApplicationError("The request body must be a JSON object.", code="invalid")
-    return request.data
 
 
 def created_or_ok(created: bool) -> int:

@@ -17,29 +17,27 @@ from rest_framework.views import APIView
 
 from customers.models import PointsEntry
 from customers.selectors_loyalty import DEFAULT_EXPIRING_DAYS, customer_loyalty, points_history
-from customers.serializers import ErrorSerializer
 from customers.services import customer_get
 from customers.services import validation as v
 from customers.services.loyalty import Tier, points_adjust, points_redeem
 from retention_crm.api.pagination import Pagination
+from retention_crm.api.shapes import ERRORS, ErrorSerializer, body_object
 from retention_crm.errors import ApplicationError
 
-ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer, 404: ErrorSerializer}
 MAX_EXPIRING_DAYS = 3_650
 REPLAYED_HEADER = "Idempotent-Replayed"
 
 
 def _body(request: Request, allowed: set[str]) -> dict[str, Any]:
-    if not isinstance(request.data, dict):
-        raise ApplicationError("The request body must be a JSON object.", code="invalid")
-    unknown = set(request.data) - allowed
+    data = body_object(request)
+    unknown = set(data) - allowed
     if unknown:
         raise ApplicationError(
             f"Unknown fields: {', '.join(sorted(unknown))}.",
             code="unknown_fields",
             fields={name: ["unknown field"] for name in sorted(unknown)},
         )
-    return request.data
+    return data
 
 
 # --- Shapes ---------------------------------------------------------------------------------------

@@ -6,19 +6,10 @@ from rest_framework import serializers
 
 from customers.models import CartStatus, Channel, ConsentSource, Customer, PurchaseStatus
 from customers.selectors import customer_consents
+from retention_crm.api.shapes import ErrorDetailSerializer
 
 # Sources a shop may report through the API; erasure and provider events are recorded by us.
 API_CONSENT_SOURCES = [ConsentSource.API, ConsentSource.IMPORT, ConsentSource.UNSUBSCRIBE_LINK]
-
-
-class ErrorDetailSerializer(serializers.Serializer):
-    code = serializers.CharField()
-    message = serializers.CharField()
-    fields = serializers.DictField()
-
-
-class ErrorSerializer(serializers.Serializer):
-    error = ErrorDetailSerializer()
 
 
 class LineItemSerializer(serializers.Serializer):

@@ -10,7 +10,6 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from customers.serializers import ErrorSerializer
 from metrics import impact, rfm
 from metrics.cohorts import cohort_matrix
 from metrics.periods import parse_as_of, parse_cohort_period, parse_period, parse_window
@@ -18,6 +17,7 @@ from metrics.retention import retention
 from metrics.serializers import CohortsSerializer, RetentionSerializer, RfmSerializer, SummarySerializer
 from metrics.summary import summary
 from retention_crm.api.pagination import Pagination
+from retention_crm.api.shapes import ErrorSerializer
 from retention_crm.errors import ApplicationError
 
 ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer}
