@@ -176,9 +176,7 @@ class CustomerConsentApi(APIView):
     )
     def post(self, request: Request, external_id: str) -> Response:
         data = body_object(request)
-        unknown = set(data) - {"channel", "granted", "source"}
-        if unknown:
-            raise v.invalid(sorted(unknown)[0], "unknown field")
+        v.refuse_unknown_fields(data, {"channel", "granted", "source"})
         source = v.clean_choice(data.get("source") or "api", "source", API_CONSENT_SOURCES)
         customer = customer_get(external_id=external_id)
         consent_set(customer=customer, channel=data.get("channel"), granted=data.get("granted"), source=source)
@@ -267,9 +265,7 @@ class PurchaseBulkApi(APIView):
     )
     def post(self, request: Request) -> Response:
         data = body_object(request)
-        unknown = set(data) - {"purchases"}
-        if unknown:
-            raise v.invalid(sorted(unknown)[0], "unknown field")
+        v.refuse_unknown_fields(data, {"purchases"})
         if "purchases" not in data:
             raise v.invalid("purchases", "is required")
         results = purchases_record_bulk(raw_purchases=data["purchases"])
@@ -327,9 +323,7 @@ class CartApi(APIView):
     )
     def put(self, request: Request, external_id: str) -> Response:
         data = body_object(request)
-        unknown = set(data) - {"customer", "items"}
-        if unknown:
-            raise v.invalid(sorted(unknown)[0], "unknown field")
+        v.refuse_unknown_fields(data, {"customer", "items"})
         if data.get("customer") in (None, ""):
             raise v.invalid("customer", "is required")
         if "items" not in data:
@@ -365,9 +359,7 @@ class NpsApi(APIView):
     )
     def post(self, request: Request) -> Response:
         data = body_object(request)
-        unknown = set(data) - {"customer", "score", "comment", "answered_at"}
-        if unknown:
-            raise v.invalid(sorted(unknown)[0], "unknown field")
+        v.refuse_unknown_fields(data, {"customer", "score", "comment", "answered_at"})
         if data.get("customer") in (None, ""):
             raise v.invalid("customer", "is required")
         if data.get("score") is None:

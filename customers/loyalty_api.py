@@ -22,7 +22,6 @@ from customers.services import validation as v
 from customers.services.loyalty import Tier, points_adjust, points_redeem
 from retention_crm.api.pagination import Pagination
 from retention_crm.api.shapes import ERRORS, ErrorSerializer, body_object
-from retention_crm.errors import ApplicationError
 
 MAX_EXPIRING_DAYS = 3_650
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -30,13 +29,7 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 
 def _body(request: Request, allowed: set[str]) -> dict[str, Any]:
     data = body_object(request)
-    unknown = set(data) - allowed
-    if unknown:
-        raise ApplicationError(
-            f"Unknown fields: {', '.join(sorted(unknown))}.",
-            code="unknown_fields",
-            fields={name: ["unknown field"] for name in sorted(unknown)},
-        )
+    v.refuse_unknown_fields(data, allowed)
     return data
 
 

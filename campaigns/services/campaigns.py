@@ -62,13 +62,7 @@ def campaign_clean(*, data: Any, instance: Campaign | None = None) -> CampaignDa
     """
     if not isinstance(data, dict):
         raise ApplicationError("A campaign must be a JSON object.", code="invalid")
-    unknown = sorted(set(data) - set(CAMPAIGN_FIELDS) - {"id"})
-    if unknown:
-        raise ApplicationError(
-            f"Unknown fields: {', '.join(unknown)}.",
-            code="unknown_fields",
-            fields={name: ["unknown field"] for name in unknown},
-        )
+    v.refuse_unknown_fields(data, {*CAMPAIGN_FIELDS, "id"})
     if instance is None:
         for name in REQUIRED_ON_CREATE:
             if data.get(name) in (None, ""):

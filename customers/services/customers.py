@@ -23,7 +23,7 @@ from customers.models import (
 )
 from customers.services import validation as v
 from customers.services.loyalty import points_welcome_for_customers
-from retention_crm.errors import ApplicationError, Conflict, NotFound
+from retention_crm.errors import Conflict, NotFound
 
 CUSTOMER_FIELDS = frozenset(
     {
@@ -100,13 +100,7 @@ class CustomerChanges:
 
 def customer_changes_clean(*, external_id: str, data: dict[str, Any]) -> CustomerChanges:
     """Validate a customer's fields (SPEC §6 customer shape); raises ApplicationError naming the field."""
-    unknown = set(data) - CUSTOMER_FIELDS
-    if unknown:
-        raise ApplicationError(
-            f"Unknown fields: {', '.join(sorted(unknown))}.",
-            code="unknown_fields",
-            fields={name: ["unknown field"] for name in sorted(unknown)},
-        )
+    v.refuse_unknown_fields(data, CUSTOMER_FIELDS)
     external_id = v.clean_external_id(external_id)
     values = {name: clean(data[name]) for name, clean in _CLEANERS.items() if name in data}
     if "created_at" in data:

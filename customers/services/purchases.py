@@ -81,14 +81,7 @@ class PurchaseInput:
         """Validate the SPEC §6 purchase shape; raises ApplicationError naming the field."""
         if not isinstance(raw, dict):
             raise ApplicationError("A purchase must be an object.", code="invalid")
-        allowed = {f for f in cls.__dataclass_fields__}
-        unknown = set(raw) - allowed
-        if unknown:
-            raise ApplicationError(
-                f"Unknown fields: {', '.join(sorted(unknown))}.",
-                code="unknown_fields",
-                fields={name: ["unknown field"] for name in sorted(unknown)},
-            )
+        v.refuse_unknown_fields(raw, cls.__dataclass_fields__)
         for required in PURCHASE_REQUIRED_FIELDS:
             if raw.get(required) in (None, ""):
                 raise v.invalid(required, "is required")

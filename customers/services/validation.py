@@ -7,6 +7,7 @@ API can answer a 400 with ``fields`` and the import can report the row and colum
 import datetime as dt
 import re
 import zoneinfo
+from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 from functools import cache
 from typing import Any
@@ -32,6 +33,17 @@ _MONEY_LIMIT = Decimal(10) ** (MONEY_DIGITS - MONEY_PLACES)
 
 def invalid(field: str, message: str) -> ApplicationError:
     return ApplicationError(f"{field}: {message}", code="invalid", fields={field: [message]})
+
+
+def refuse_unknown_fields(data: dict[str, Any], allowed: Iterable[str]) -> None:
+    """Unknown input fields are refused, all of them named, rather than silently dropped."""
+    unknown = sorted(set(data) - set(allowed))
+    if unknown:
+        raise ApplicationError(
+            f"Unknown fields: {', '.join(unknown)}.",
+            code="unknown_fields",
+            fields={name: ["unknown field"] for name in unknown},
+        )
 
 
 def clean_external_id(value: Any, field: str = "external_id") -> str:
