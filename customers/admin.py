@@ -25,19 +25,11 @@ from customers.models import (
     PurchaseItem,
 )
 from customers.services import customer_changes_clean, customer_upsert, purchase_cancel, purchase_refund
+from customers.services.customers import PERSONAL_FIELDS
 from metrics import selectors as metrics_selectors
 from retention_crm.errors import ApplicationError
 
-EDITABLE_CUSTOMER_FIELDS = (
-    "email",
-    "phone",
-    "first_name",
-    "last_name",
-    "birth_date",
-    "timezone",
-    "tags",
-    "attributes",
-)
+EDITABLE_CUSTOMER_FIELDS = PERSONAL_FIELDS
 CUSTOMER_STATS_FIELDS = (
     "orders_count",
     "total_spent",

@@ -25,21 +25,9 @@ from customers.services import validation as v
 from customers.services.loyalty import points_welcome_for_customers
 from retention_crm.errors import Conflict, NotFound
 
-CUSTOMER_FIELDS = frozenset(
-    {
-        "email",
-        "phone",
-        "first_name",
-        "last_name",
-        "birth_date",
-        "timezone",
-        "tags",
-        "attributes",
-        "created_at",
-        "consents",
-        "referred_by",
-    }
-)
+# Personal data: what staff edit in the admin and what erasure removes.
+PERSONAL_FIELDS = ("email", "phone", "first_name", "last_name", "birth_date", "timezone", "tags", "attributes")
+CUSTOMER_FIELDS = frozenset({*PERSONAL_FIELDS, "created_at", "consents", "referred_by"})
 _CLEANERS = {
     "email": v.clean_email,
     "phone": v.clean_phone,
