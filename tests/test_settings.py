@@ -42,6 +42,8 @@ def test_no_environment_means_embedded_sqlite_and_filesystem_broker(tmp_path):
     assert config["name"] == str(tmp_path / "db.sqlite3")
     assert config["broker"] == "filesystem://"
     assert config["transport"]["data_folder_in"].startswith(str(tmp_path))
+    # kombu keeps its exchange table in ./control unless told otherwise; it belongs under var/ too.
+    assert config["transport"]["control_folder"] == str(tmp_path / "celery" / "control")
     assert config["debug"] is True
     assert config["email"] == "django.core.mail.backends.console.EmailBackend"
     assert (tmp_path / "celery" / "queue").is_dir()
