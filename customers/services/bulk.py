@@ -85,7 +85,7 @@ def purchases_record_bulk(*, raw_purchases: list[Any]) -> list[BulkResult]:
         candidates.append((index, item, digest))
 
     stored = dict(
-        Purchase.objects.filter(external_id__in=list(first_seen)).values_list("external_id", "content_digest")
+        Purchase.objects.filter(external_id__any=list(first_seen)).values_list("external_id", "content_digest")
     )
     new: list[tuple[int, PurchaseInput, str]] = []
     for index, item, digest in candidates:
@@ -165,20 +165,20 @@ _CONVERT_CARTS = """
 def _insert_set_based(new: list[tuple[int, PurchaseInput, str]], results: list[BulkResult | None]) -> None:
     """PostgreSQL: lock the customers once, then write the whole batch in a few statements."""
     names = sorted({item.customer for _, item, _ in new})
-    known = set(Customer.objects.filter(external_id__in=names).values_list("external_id", flat=True))
+    known = set(Customer.objects.filter(external_id__any=names).values_list("external_id", flat=True))
     Customer.objects.bulk_create(
         [Customer(external_id=name) for name in names if name not in known], ignore_conflicts=True
     )
     # One lock pass in a fixed order: concurrent batches touching the same customers queue up.
     customer_ids = dict(
         Customer.objects.select_for_update()
-        .filter(external_id__in=names)
+        .filter(external_id__any=names)
         .order_by("pk")
         .values_list("external_id", "pk")
     )
     products_ensure(tuple(line for _, item, _ in new for line in item.items))
     named_carts = {item.cart_id for _, item, _ in new if item.cart_id}
-    cart_ids = dict(Cart.objects.filter(external_id__in=named_carts).values_list("external_id", "pk"))
+    cart_ids = dict(Cart.objects.filter(external_id__any=named_carts).values_list("external_id", "pk"))
 
     now = timezone.now()
     columns: list[list[Any]] = [[] for _ in range(11)]

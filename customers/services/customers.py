@@ -178,7 +178,7 @@ def customer_stats_refresh(*, customer_ids: Iterable[int]) -> None:
     """
     completed = Purchase.objects.filter(customer=OuterRef("pk"), status=PurchaseStatus.COMPLETED)
     per_customer = completed.order_by().values("customer")
-    Customer.objects.filter(pk__in=list(customer_ids)).update(
+    Customer.objects.filter(pk__any=list(customer_ids)).update(
         first_purchase_at=Subquery(completed.order_by("placed_at").values("placed_at")[:1]),
         last_purchase_at=Subquery(completed.order_by("-placed_at").values("placed_at")[:1]),
         orders_count=Coalesce(Subquery(per_customer.annotate(n=Count("pk")).values("n")), 0),

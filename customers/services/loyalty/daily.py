@@ -94,7 +94,7 @@ def points_expire_due(*, now: dt.datetime | None = None, batch_size: int = EXPIR
             lots += len(expired)
             points -= sum(expired)
             # The balances drop by exactly what the lots still hold (read before they are zeroed).
-            Customer.objects.filter(pk__in=ids).update(
+            Customer.objects.filter(pk__any=ids).update(
                 points_balance=F("points_balance") - Coalesce(Subquery(expiring), 0)
             )
             due_lots.update(remaining=0)

@@ -31,14 +31,15 @@ def points_earn_for_purchases(
     have expired earns none. Idempotent per purchase (key ``earn:purchase:<id>``). A fixed
     number of statements for any number of purchases.
     """
-    ids = sorted(set(purchase_ids))
-    if not ids:
-        return []
-    program = program or loyalty_program_get()
     now = now or timezone.now()
-    if program.earn_rate == 0:
+    return credits_write(_earn_credits(purchase_ids, now=now, program=program or loyalty_program_get()), at=now)
+
+
+def _earn_credits(purchase_ids: Iterable[int], *, now: dt.datetime, program: Program) -> list[Credit]:
+    ids = sorted(set(purchase_ids))
+    if not ids or program.earn_rate == 0:
         return []
-    rows = Purchase.objects.filter(pk__in=ids, status=PurchaseStatus.COMPLETED).values_list(
+    rows = Purchase.objects.filter(pk__any=ids, status=PurchaseStatus.COMPLETED).values_list(
         "pk", "customer_id", "total", "placed_at", "customer__tier"
     )
     credits = []
@@ -56,7 +57,7 @@ def points_earn_for_purchases(
                 purchase_id=pk,
             )
         )
-    return credits_write(credits, at=now)
+    return credits
 
 
 def points_welcome_for_customers(
@@ -64,28 +65,28 @@ def points_welcome_for_customers(
 ) -> list[PointsEntry]:
     """The welcome bonus, once per customer (key ``bonus:welcome:<id>``), for customers just
     created in the CRM whose sign-up time is recent (see WELCOME_MAX_SIGNUP_AGE)."""
+    now = now or timezone.now()
+    return credits_write(_welcome_credits(customer_ids, now=now, program=program or loyalty_program_get()), at=now)
+
+
+def _welcome_credits(customer_ids: Iterable[int], *, now: dt.datetime, program: Program) -> list[Credit]:
     ids = sorted(set(customer_ids))
-    program = program or loyalty_program_get()
     if not ids or program.welcome_bonus == 0:
         return []
-    now = now or timezone.now()
     eligible = Customer.objects.filter(
-        pk__in=ids, erased_at__isnull=True, created_at__gte=now - WELCOME_MAX_SIGNUP_AGE
+        pk__any=ids, erased_at__isnull=True, created_at__gte=now - WELCOME_MAX_SIGNUP_AGE
     ).values_list("pk", flat=True)
-    return credits_write(
-        [
-            Credit(
-                customer_id=pk,
-                kind=PointsKind.BONUS,
-                points=program.welcome_bonus,
-                key=f"bonus:welcome:{pk}",
-                expires_at=program.expires_at(now),
-                reason="Welcome bonus",
-            )
-            for pk in eligible
-        ],
-        at=now,
-    )
+    return [
+        Credit(
+            customer_id=pk,
+            kind=PointsKind.BONUS,
+            points=program.welcome_bonus,
+            key=f"bonus:welcome:{pk}",
+            expires_at=program.expires_at(now),
+            reason="Welcome bonus",
+        )
+        for pk in eligible
+    ]
 
 
 def points_referral_for_purchases(
@@ -97,17 +98,20 @@ def points_referral_for_purchases(
     that is the customer's earliest completed one counts, so a referral claimed after the
     customer had already bought earns nothing.
     """
+    now = now or timezone.now()
+    return credits_write(_referral_credits(purchase_ids, now=now, program=program or loyalty_program_get()), at=now)
+
+
+def _referral_credits(purchase_ids: Iterable[int], *, now: dt.datetime, program: Program) -> list[Credit]:
     ids = sorted(set(purchase_ids))
-    program = program or loyalty_program_get()
     if not ids or program.referral_bonus == 0:
         return []
-    now = now or timezone.now()
     earlier = Purchase.objects.filter(customer=OuterRef("customer"), status=PurchaseStatus.COMPLETED).filter(
         Q(placed_at__lt=OuterRef("placed_at")) | Q(placed_at=OuterRef("placed_at"), pk__lt=OuterRef("pk"))
     )
     firsts = (
         Purchase.objects.filter(
-            pk__in=ids,
+            pk__any=ids,
             status=PurchaseStatus.COMPLETED,
             customer__referred_by__isnull=False,
             customer__referred_by__erased_at__isnull=True,
@@ -115,20 +119,17 @@ def points_referral_for_purchases(
         .exclude(Exists(earlier))
         .values_list("customer_id", "customer__referred_by_id", "customer__external_id")
     )
-    return credits_write(
-        [
-            Credit(
-                customer_id=referrer_id,
-                kind=PointsKind.BONUS,
-                points=program.referral_bonus,
-                key=f"bonus:referral:{referred_id}",
-                expires_at=program.expires_at(now),
-                reason=f"Referral: {referred_external_id} made a first purchase",
-            )
-            for referred_id, referrer_id, referred_external_id in firsts
-        ],
-        at=now,
-    )
+    return [
+        Credit(
+            customer_id=referrer_id,
+            kind=PointsKind.BONUS,
+            points=program.referral_bonus,
+            key=f"bonus:referral:{referred_id}",
+            expires_at=program.expires_at(now),
+            reason=f"Referral: {referred_external_id} made a first purchase",
+        )
+        for referred_id, referrer_id, referred_external_id in firsts
+    ]
 
 
 @dataclass(frozen=True)
@@ -156,23 +157,27 @@ def loyalty_after_purchases(
     now = now or timezone.now()
     program = loyalty_program_get()
     buyers = set(
-        Purchase.objects.filter(pk__in=ids, status=PurchaseStatus.COMPLETED).values_list("customer_id", flat=True)
+        Purchase.objects.filter(pk__any=ids, status=PurchaseStatus.COMPLETED).values_list("customer_id", flat=True)
     )
     customers_lock(buyers | set(new_customer_ids))
     moved = 0
     if buyers:
         moved = tiers_apply(
-            customers=Customer.objects.filter(pk__in=sorted(buyers)),
+            customers=Customer.objects.filter(pk__any=sorted(buyers)),
             program=program,
             now=now,
             cause=TierChange.Cause.PURCHASE,
         )
-    welcome = points_welcome_for_customers(customer_ids=new_customer_ids, now=now, program=program)
-    earned = points_earn_for_purchases(purchase_ids=ids, now=now, program=program)
-    referral = points_referral_for_purchases(purchase_ids=ids, now=now, program=program)
+    # One write for all of them: each customer's balance moves once, welcome bonus first.
+    entries = credits_write(
+        _welcome_credits(new_customer_ids, now=now, program=program)
+        + _earn_credits(ids, now=now, program=program)
+        + _referral_credits(ids, now=now, program=program),
+        at=now,
+    )
     return LoyaltyOutcome(
-        earned=sum(entry.points for entry in earned),
-        bonuses=sum(entry.points for entry in welcome + referral),
+        earned=sum(entry.points for entry in entries if entry.kind == PointsKind.EARN),
+        bonuses=sum(entry.points for entry in entries if entry.kind == PointsKind.BONUS),
         tier_changes=moved,
     )
 
@@ -191,7 +196,7 @@ def loyalty_after_status_change(*, purchase_ids: Iterable[int], now: dt.datetime
     zero and the uncovered rest is recorded on the reversal entry. Idempotent per purchase.
     """
     purchases = list(
-        Purchase.objects.filter(pk__in=sorted(set(purchase_ids)))
+        Purchase.objects.filter(pk__any=sorted(set(purchase_ids)))
         .exclude(status=PurchaseStatus.COMPLETED)
         .values_list("pk", "customer_id", "external_id")
     )

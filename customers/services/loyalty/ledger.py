@@ -43,36 +43,67 @@ def customers_lock(customer_ids: Iterable[int]) -> dict[int, int]:
     if not ids:
         return {}
     return dict(
-        Customer.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk", "points_balance")
+        Customer.objects.select_for_update().filter(pk__any=ids).order_by("pk").values_list("pk", "points_balance")
     )
 
 
-def _balances_add(deltas: dict[int, int]) -> None:
-    """One UPDATE adding each customer's delta to the cached balance."""
-    deltas = {customer_id: delta for customer_id, delta in deltas.items() if delta}
-    if not deltas:
-        return
-    change = Case(
-        *[When(pk=customer_id, then=Value(delta)) for customer_id, delta in deltas.items()],
-        default=Value(0),
-        output_field=BigIntegerField(),
+# PostgreSQL: the whole batch of credits in one statement. Each credit is checked against the
+# ledger's keys (the first of a repeated key wins), its balance_after is the locked balance plus
+# the running sum of the customer's credits in input order, and the balances move by the same sums.
+_APPEND_CREDITS = """
+    WITH credit AS (
+        SELECT * FROM unnest(
+            %(customer)s::bigint[], %(kind)s::varchar[], %(points)s::bigint[], %(key)s::varchar[],
+            %(expires)s::timestamptz[], %(purchase)s::bigint[], %(reason)s::text[], %(related)s::bigint[],
+            %(created_by)s::integer[]
+        ) WITH ORDINALITY AS c(customer_id, kind, points, idempotency_key, expires_at, purchase_id, reason,
+                               related_entry_id, created_by_id, position)
+    ), known AS (
+        -- Probed through the unique index, whatever the planner thinks of the ledger's size.
+        SELECT idempotency_key FROM customers_pointsentry WHERE idempotency_key = ANY(%(key)s::varchar[])
+    ), fresh AS (
+        SELECT DISTINCT ON (credit.idempotency_key) credit.*
+        FROM credit
+        WHERE credit.idempotency_key NOT IN (SELECT idempotency_key FROM known)
+        ORDER BY credit.idempotency_key, credit.position
+    ), written AS (
+        INSERT INTO customers_pointsentry
+            (customer_id, kind, points, remaining, uncovered, idempotency_key, created_at, expires_at,
+             purchase_id, reason, related_entry_id, created_by_id, balance_after, order_id)
+        SELECT fresh.customer_id, fresh.kind, fresh.points, fresh.points, 0, fresh.idempotency_key, %(at)s,
+               fresh.expires_at, fresh.purchase_id, fresh.reason, fresh.related_entry_id, fresh.created_by_id,
+               customer.points_balance
+                   + SUM(fresh.points) OVER (PARTITION BY fresh.customer_id ORDER BY fresh.position),
+               ''
+        FROM fresh JOIN customers_customer customer ON customer.id = fresh.customer_id
+        ORDER BY fresh.position
+        RETURNING id, customer_id, points, idempotency_key, balance_after
+    ), moved AS (
+        UPDATE customers_customer customer SET points_balance = customer.points_balance + added.points
+        FROM (SELECT customer_id, SUM(points) AS points FROM written GROUP BY customer_id) AS added
+        WHERE customer.id = added.customer_id
     )
-    Customer.objects.filter(pk__in=list(deltas)).update(points_balance=F("points_balance") + change)
+    SELECT id, idempotency_key, balance_after FROM written
+"""
 
 
 def credits_write(credits: Iterable[Credit], *, at: dt.datetime) -> list[PointsEntry]:
-    """Append the credits whose idempotency key is new, as lots; returns the entries written.
+    """Append the credits whose idempotency key is new, as lots; returns the entries written, in
+    the order given.
 
-    A fixed number of statements whatever the count: lock the customers, read which keys exist,
-    one INSERT, one UPDATE of the balances. A key seen before (or twice in the batch) is skipped,
-    which makes every caller idempotent.
+    A fixed number of statements whatever the count: lock the customers, then (PostgreSQL) one
+    statement that inserts and moves the balances, or (SQLite) read the keys, one INSERT, one
+    UPDATE of the balances. A key seen before (or twice in the batch) is skipped, which makes every
+    caller idempotent; credits for customers that do not exist are skipped too.
     """
     credits = [credit for credit in credits if credit.points > 0]
     if not credits:
         return []
     balances = customers_lock(credit.customer_id for credit in credits)
+    if connection.vendor == "postgresql":
+        return _credits_append_set_based(credits, at=at)
     seen = set(
-        PointsEntry.objects.filter(idempotency_key__in=[credit.key for credit in credits]).values_list(
+        PointsEntry.objects.filter(idempotency_key__any=[credit.key for credit in credits]).values_list(
             "idempotency_key", flat=True
         )
     )
@@ -84,26 +115,65 @@ def credits_write(credits: Iterable[Credit], *, at: dt.datetime) -> list[PointsE
         seen.add(credit.key)
         balances[credit.customer_id] += credit.points
         deltas[credit.customer_id] += credit.points
-        entries.append(
-            PointsEntry(
-                customer_id=credit.customer_id,
-                kind=credit.kind,
-                points=credit.points,
-                remaining=credit.points,
-                idempotency_key=credit.key,
-                created_at=at,
-                expires_at=credit.expires_at,
-                purchase_id=credit.purchase_id,
-                reason=credit.reason,
-                related_entry_id=credit.related_entry_id,
-                created_by_id=credit.created_by_id,
-                balance_after=balances[credit.customer_id],
-            )
-        )
+        entries.append(_entry(credit, at=at, entry_id=None, balance_after=balances[credit.customer_id]))
     # No ignore_conflicts: the customers are locked, so a duplicate key here is a bug to surface.
     PointsEntry.objects.bulk_create(entries)
     _balances_add(deltas)
     return entries
+
+
+def _balances_add(deltas: dict[int, int]) -> None:
+    """SQLite: one UPDATE adding each customer's delta to the cached balance."""
+    if not deltas:
+        return
+    change = Case(
+        *[When(pk=customer_id, then=Value(delta)) for customer_id, delta in deltas.items()],
+        default=Value(0),
+        output_field=BigIntegerField(),
+    )
+    Customer.objects.filter(pk__in=list(deltas)).update(points_balance=F("points_balance") + change)
+
+
+def _credits_append_set_based(credits: list[Credit], *, at: dt.datetime) -> list[PointsEntry]:
+    columns = {
+        "customer": [credit.customer_id for credit in credits],
+        "kind": [credit.kind for credit in credits],
+        "points": [credit.points for credit in credits],
+        "key": [credit.key for credit in credits],
+        "expires": [credit.expires_at for credit in credits],
+        "purchase": [credit.purchase_id for credit in credits],
+        "reason": [credit.reason for credit in credits],
+        "related": [credit.related_entry_id for credit in credits],
+        "created_by": [credit.created_by_id for credit in credits],
+        "at": at,
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_APPEND_CREDITS, columns)
+        written = {key: (entry_id, balance_after) for entry_id, key, balance_after in cursor.fetchall()}
+    entries = []
+    for credit in credits:
+        if credit.key in written:
+            entry_id, balance_after = written.pop(credit.key)  # pop: a repeated key is written once
+            entries.append(_entry(credit, at=at, entry_id=entry_id, balance_after=balance_after))
+    return entries
+
+
+def _entry(credit: Credit, *, at: dt.datetime, entry_id: int | None, balance_after: int) -> PointsEntry:
+    return PointsEntry(
+        id=entry_id,
+        customer_id=credit.customer_id,
+        kind=credit.kind,
+        points=credit.points,
+        remaining=credit.points,
+        idempotency_key=credit.key,
+        created_at=at,
+        expires_at=credit.expires_at,
+        purchase_id=credit.purchase_id,
+        reason=credit.reason,
+        related_entry_id=credit.related_entry_id,
+        created_by_id=credit.created_by_id,
+        balance_after=balance_after,
+    )
 
 
 _SPEND = """

@@ -52,7 +52,7 @@ def tiers_apply(
     # Lock only the customers that move, in id order (a checkout redeeming points waits for no one else).
     locked = set(
         Customer.objects.select_for_update()
-        .filter(pk__in=[pk for pk, _, _, _ in candidates])
+        .filter(pk__any=[pk for pk, _, _, _ in candidates])
         .order_by("pk")
         .values_list("pk", flat=True)
     )
@@ -71,7 +71,7 @@ def tiers_apply(
     for pk, _, new, _ in moves:
         by_target[new].append(pk)
     for code, ids in by_target.items():
-        Customer.objects.filter(pk__in=ids).update(tier=code)
+        Customer.objects.filter(pk__any=ids).update(tier=code)
     return len(moves)
 
 
@@ -83,7 +83,7 @@ def tiers_recompute_for_customers(
     if not ids:
         return 0
     return tiers_apply(
-        customers=Customer.objects.filter(pk__in=ids),
+        customers=Customer.objects.filter(pk__any=ids),
         program=loyalty_program_get(),
         now=now or timezone.now(),
         cause=cause,
