@@ -19,7 +19,7 @@ from campaigns.attribution import purchases_attribute  # campaigns: attribution 
 from customers.models import Cart, CartStatus, Customer, Purchase, PurchaseStatus
 from customers.services import validation as v
 from customers.services.customers import customer_stats_add_purchases
-from customers.services.loyalty import loyalty_after_purchases
+from customers.services.loyalty import loyalty_after_purchases, points_welcome_for_customers
 from customers.services.purchases import PurchaseInput, products_ensure, purchase_record
 from retention_crm.errors import ApplicationError, Conflict
 
@@ -52,13 +52,17 @@ def _conflict(external_id: str) -> Conflict:
     )
 
 
-@transaction.atomic
 def purchases_record_bulk(*, raw_purchases: list[Any]) -> list[BulkResult]:
     """Record up to 1,000 purchases; one result per item, in request order.
 
     An item is ``created``, ``exists`` (the same content was stored before, or earlier in this
     batch) or ``error`` (invalid, or its external_id is taken by other content). A bad item
     fails only itself.
+
+    On PostgreSQL the customers the batch names are created first, in a short transaction of
+    their own (with their welcome bonus), then the purchases in one transaction. A concurrent
+    batch naming the same new customer so waits for that short transaction only, not for this
+    whole batch. Called inside a caller's transaction, everything commits together.
     """
     if not isinstance(raw_purchases, list):
         raise v.invalid("purchases", "must be a list")
@@ -96,15 +100,17 @@ def purchases_record_bulk(*, raw_purchases: list[Any]) -> list[BulkResult]:
         else:
             results[index] = _error(raw_purchases[index], _conflict(item.external_id))
 
-    if new:
-        if connection.vendor == "postgresql":
+    if new and connection.vendor == "postgresql":
+        customer_ids = _customers_ensure(sorted({item.customer for _, item, _ in new}))
+        with transaction.atomic():
             try:
                 with transaction.atomic():
-                    _insert_set_based(new, results)
+                    _insert_set_based(new, customer_ids, results)
             except DatabaseError:
                 logger.warning("purchases.bulk.fallback", extra={"items": len(new)}, exc_info=True)
                 _insert_one_by_one(new, raw_purchases, results)
-        else:
+    elif new:
+        with transaction.atomic():
             _insert_one_by_one(new, raw_purchases, results)
 
     # Items that lost a race to a concurrent request with the same external_id.
@@ -120,6 +126,19 @@ def purchases_record_bulk(*, raw_purchases: list[Any]) -> list[BulkResult]:
                 else _error(raw_purchases[index], _conflict(item.external_id))
             )
     return results  # type: ignore[return-value]
+
+
+@transaction.atomic
+def _customers_ensure(names: list[str]) -> dict[str, int]:
+    """The ids of the named customers, creating the unknown ones with their welcome bonus."""
+    known = set(Customer.objects.filter(external_id__any=names).values_list("external_id", flat=True))
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        Customer.objects.bulk_create([Customer(external_id=name) for name in unknown], ignore_conflicts=True)
+    ids = dict(Customer.objects.filter(external_id__any=names).values_list("external_id", "pk"))
+    # A name another request created meanwhile is credited once: the bonus's key is per customer.
+    points_welcome_for_customers(customer_ids=[ids[name] for name in unknown])
+    return ids
 
 
 def _insert_one_by_one(
@@ -162,20 +181,14 @@ _CONVERT_CARTS = """
 """
 
 
-def _insert_set_based(new: list[tuple[int, PurchaseInput, str]], results: list[BulkResult | None]) -> None:
-    """PostgreSQL: lock the customers once, then write the whole batch in a few statements."""
-    names = sorted({item.customer for _, item, _ in new})
-    known = set(Customer.objects.filter(external_id__any=names).values_list("external_id", flat=True))
-    Customer.objects.bulk_create(
-        [Customer(external_id=name) for name in names if name not in known], ignore_conflicts=True
-    )
-    # One lock pass in a fixed order: concurrent batches touching the same customers queue up.
-    customer_ids = dict(
-        Customer.objects.select_for_update()
-        .filter(external_id__any=names)
-        .order_by("pk")
-        .values_list("external_id", "pk")
-    )
+def _insert_set_based(
+    new: list[tuple[int, PurchaseInput, str]], customer_ids: dict[str, int], results: list[BulkResult | None]
+) -> None:
+    """PostgreSQL: write the whole batch in a few statements, then apply its effects.
+
+    The purchases and items go in before the customers are locked: inserting them takes no lock
+    a concurrent batch waits on, so only the short part that updates the customers queues up.
+    """
     products_ensure(tuple(line for _, item, _ in new for line in item.items))
     named_carts = {item.cart_id for _, item, _ in new if item.cart_id}
     cart_ids = dict(Cart.objects.filter(external_id__any=named_carts).values_list("external_id", "pk"))
@@ -212,14 +225,39 @@ def _insert_set_based(new: list[tuple[int, PurchaseInput, str]], results: list[B
         with connection.cursor() as cursor:
             cursor.execute(_INSERT_ITEMS, [list(column) for column in zip(*item_rows, strict=True)])
 
+    completed = [item for _, item, _ in new if item.external_id in inserted and item.status == PurchaseStatus.COMPLETED]
+    _purchases_apply(
+        completed=completed,
+        customer_ids=customer_ids,
+        inserted=inserted,
+        buyers={customer_ids[item.customer] for _, item, _ in new if item.external_id in inserted},
+        now=now,
+    )
+    for index, item, _ in new:
+        if item.external_id in inserted:
+            results[index] = BulkResult(item.external_id, "created")
+
+
+def _purchases_apply(
+    *,
+    completed: list[PurchaseInput],
+    customer_ids: dict[str, int],
+    inserted: dict[str, int],
+    buyers: set[int],
+    now: dt.datetime,
+) -> None:
+    """Carts, stats, loyalty and attribution for the inserted purchases, under the customers' locks."""
+    # One lock pass in a fixed order: concurrent batches touching the same customers queue up here.
+    list(
+        Customer.objects.select_for_update(no_key=True)
+        .filter(pk__any=sorted(buyers))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
     latest: dict[int, dt.datetime] = {}
-    completed_carts: list[str] = []
-    for _, item, _ in new:
-        if item.external_id in inserted and item.status == PurchaseStatus.COMPLETED:
-            customer_id = customer_ids[item.customer]
-            latest[customer_id] = max(latest.get(customer_id, item.placed_at), item.placed_at)
-            if item.cart_id:
-                completed_carts.append(item.cart_id)
+    for item in completed:
+        customer_id = customer_ids[item.customer]
+        latest[customer_id] = max(latest.get(customer_id, item.placed_at), item.placed_at)
     if latest:
         with connection.cursor() as cursor:
             cursor.execute(
@@ -231,32 +269,13 @@ def _insert_set_based(new: list[tuple[int, PurchaseInput, str]], results: list[B
                     list(latest.values()),
                     CartStatus.OPEN,
                     CartStatus.ABANDONED,
-                    completed_carts,
+                    [item.cart_id for item in completed if item.cart_id],
                 ],
             )
     customer_stats_add_purchases(
-        purchases=[
-            (customer_ids[item.customer], item.total, item.placed_at)
-            for _, item, _ in new
-            if item.external_id in inserted and item.status == PurchaseStatus.COMPLETED
-        ]
+        purchases=[(customer_ids[item.customer], item.total, item.placed_at) for item in completed]
     )
-
-    # Loyalty (SPEC §3): tiers, points earned, welcome and referral bonuses, for the whole batch.
-    loyalty_after_purchases(
-        purchase_ids=list(inserted.values()),
-        new_customer_ids=[customer_ids[name] for name in names if name not in known],
-    )
-
+    # Loyalty (SPEC §3): tiers, points earned and referral bonuses, for the whole batch.
+    loyalty_after_purchases(purchase_ids=list(inserted.values()))
     # Campaigns (SPEC §4 attribution): the batch's completed purchases, in one statement.
-    purchases_attribute(
-        purchase_ids=[
-            inserted[item.external_id]
-            for _, item, _ in new
-            if item.external_id in inserted and item.status == PurchaseStatus.COMPLETED
-        ]
-    )
-
-    for index, item, _ in new:
-        if item.external_id in inserted:
-            results[index] = BulkResult(item.external_id, "created")
+    purchases_attribute(purchase_ids=[inserted[item.external_id] for item in completed])

@@ -54,7 +54,7 @@ def customer_get_or_create_locked(*, external_id: str) -> tuple[Customer, bool]:
     requests for one customer queue up instead of overwriting each other's figures.
     """
     external_id = v.clean_external_id(external_id, "customer")
-    customer, created = Customer.objects.select_for_update().get_or_create(external_id=external_id)
+    customer, created = Customer.objects.select_for_update(no_key=True).get_or_create(external_id=external_id)
     if created:
         points_welcome_for_customers(customer_ids=[customer.pk])  # loyalty: the welcome bonus, once
         customer.refresh_from_db(fields=["points_balance"])
@@ -121,7 +121,7 @@ def customer_upsert(
     personal data again (erasure is irreversible).
     """
     changes = customer_changes_clean(external_id=external_id, data=data)
-    customer = Customer.objects.select_for_update().filter(external_id=changes.external_id).first()
+    customer = Customer.objects.select_for_update(no_key=True).filter(external_id=changes.external_id).first()
     created = customer is None
     if created:
         customer = Customer(external_id=changes.external_id, referred_by=changes.referrer, **changes.values)
@@ -197,7 +197,7 @@ def customer_erase(*, external_id: str, actor: str) -> tuple[Customer, bool]:
     Irreversible and idempotent: erasing again changes nothing. Recorded in the audit log.
     Returns (customer, erased_now).
     """
-    customer = Customer.objects.select_for_update().filter(external_id=external_id).first()
+    customer = Customer.objects.select_for_update(no_key=True).filter(external_id=external_id).first()
     if customer is None:
         raise NotFound(f"No customer with external_id {external_id!r}.", code="customer_not_found")
     if customer.is_erased:

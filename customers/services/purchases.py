@@ -215,7 +215,7 @@ def _purchase_locked(external_id: str) -> Purchase:
     if purchase is None:
         raise NotFound(f"No purchase with external_id {external_id!r}.", code="purchase_not_found")
     # Lock the customer first, as purchase_record does, so the two never deadlock.
-    Customer.objects.select_for_update().get(pk=purchase.customer_id)
+    Customer.objects.select_for_update(no_key=True).get(pk=purchase.customer_id)
     return Purchase.objects.select_for_update().get(pk=purchase.pk)
 
 

@@ -73,9 +73,10 @@ def _welcome_credits(customer_ids: Iterable[int], *, now: dt.datetime, program: 
     ids = sorted(set(customer_ids))
     if not ids or program.welcome_bonus == 0:
         return []
-    eligible = Customer.objects.filter(
-        pk__any=ids, erased_at__isnull=True, created_at__gte=now - WELCOME_MAX_SIGNUP_AGE
-    ).values_list("pk", flat=True)
+    # The sign-up age is checked here, not in SQL: a range on created_at tempts the planner into
+    # scanning every recent customer when only these few ids are wanted.
+    signed_up = Customer.objects.filter(pk__any=ids, erased_at__isnull=True).values_list("pk", "created_at")
+    eligible = [pk for pk, created_at in signed_up if created_at >= now - WELCOME_MAX_SIGNUP_AGE]
     return [
         Credit(
             customer_id=pk,

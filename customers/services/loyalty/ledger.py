@@ -38,13 +38,15 @@ class Credit:
 
 def customers_lock(customer_ids: Iterable[int]) -> dict[int, int]:
     """Lock the customers' rows in id order (so concurrent writers never deadlock on each other)
-    and return their balances as of the lock."""
+    and return their balances as of the lock.
+
+    FOR NO KEY UPDATE, the lock a plain UPDATE takes: writers of one customer queue up, while
+    rows that merely refer to the customer (a purchase being inserted) never wait for it."""
     ids = sorted(set(customer_ids))
     if not ids:
         return {}
-    return dict(
-        Customer.objects.select_for_update().filter(pk__any=ids).order_by("pk").values_list("pk", "points_balance")
-    )
+    locked = Customer.objects.select_for_update(no_key=True).filter(pk__any=ids).order_by("pk")
+    return dict(locked.values_list("pk", "points_balance"))
 
 
 # PostgreSQL: the whole batch of credits in one statement. Each credit is checked against the

@@ -44,7 +44,7 @@ def _client_key(customer: Customer, key: str) -> str:
 def _customer_locked(external_id: Any) -> Customer:
     external_id = v.clean_external_id(external_id, "customer")
     customer = (
-        Customer.objects.select_for_update()
+        Customer.objects.select_for_update(no_key=True)
         .filter(external_id=external_id)
         .only("pk", "external_id", "points_balance")
         .first()

@@ -51,7 +51,7 @@ def tiers_apply(
     candidates = [move for move in targets if move[2] != move[1]]
     # Lock only the customers that move, in id order (a checkout redeeming points waits for no one else).
     locked = set(
-        Customer.objects.select_for_update()
+        Customer.objects.select_for_update(no_key=True)
         .filter(pk__any=[pk for pk, _, _, _ in candidates])
         .order_by("pk")
         .values_list("pk", flat=True)
