@@ -213,6 +213,7 @@ class Generator:
         self.currency = currency
         self.store_timezone = store_timezone
         now = now.astimezone(dt.UTC).replace(microsecond=0)
+        self.now = now
         start = (now - dt.timedelta(days=365 * years)).replace(hour=0, minute=0, second=0)
         self.clock = Clock(start, (now - start).days + 1)
         self.now_second = int((now - start).total_seconds())
@@ -389,12 +390,20 @@ CART_COLUMNS = ("id", "external_id", "status", "created_at", "updated_at", "cust
 CART_ITEM_COLUMNS = ("id", "sku", "name", "category", "quantity", "unit_price", "cart_id")
 
 # One statement for every customer's stats, the same figures customer_stats_refresh keeps.
+# Stats, and each customer's tier as the nightly recompute would leave it (the trailing 365 days'
+# spend against the program's thresholds), so the first new purchase does not have to fix it.
 STATS_UPDATE = f"""
 UPDATE {CUSTOMER} AS c
-SET first_purchase_at = s.first_at, last_purchase_at = s.last_at, orders_count = s.orders, total_spent = s.spent
+SET first_purchase_at = s.first_at, last_purchase_at = s.last_at, orders_count = s.orders, total_spent = s.spent,
+    tier = COALESCE(
+        (SELECT t.code FROM customers_loyaltytier t WHERE t.threshold <= s.trailing ORDER BY t.threshold DESC LIMIT 1),
+        c.tier
+    )
 FROM (
     SELECT customer_id, min(placed_at) AS first_at, max(placed_at) AS last_at, count(*) AS orders,
-           sum(total) AS spent
+           sum(total) AS spent,
+           coalesce(sum(total) FILTER (WHERE placed_at > %(now)s - interval '365 days' AND placed_at <= %(now)s), 0)
+               AS trailing
     FROM {PURCHASE}
     WHERE status = 'completed'
     GROUP BY customer_id
@@ -488,7 +497,7 @@ def bench_load(
                 ).format(sql.Literal(table), sql.Identifier(table))
             )
         cur.execute(f"ANALYZE {CUSTOMER}, {PURCHASE}")
-        cur.execute(STATS_UPDATE)
+        cur.execute(STATS_UPDATE, {"now": gen.now})
         report.time("customer stats (one UPDATE)", started, cur.rowcount)
 
         step("indexes and foreign keys")

@@ -33,6 +33,7 @@ from retention_crm.errors import ApplicationError, Conflict, NotFound
 MAX_ITEMS_PER_ORDER = 1_000
 MAX_POINTS = 2**31 - 1
 PURCHASE_REQUIRED_FIELDS = ("external_id", "customer", "placed_at", "total")
+PURCHASE_STATUSES = PurchaseStatus.values  # read once: building the list costs more than checking it
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ class PurchaseInput:
             placed_at=v.clean_datetime(raw["placed_at"], "placed_at"),
             total=v.clean_money(raw["total"], "total"),
             currency=v.clean_currency(raw.get("currency")),
-            status=v.clean_choice(raw.get("status") or PurchaseStatus.COMPLETED, "status", PurchaseStatus.values),
+            status=v.clean_choice(raw.get("status") or PurchaseStatus.COMPLETED, "status", PURCHASE_STATUSES),
             items=tuple(LineItemInput.clean(item, i) for i, item in enumerate(items)),
             cart_id=v.clean_external_id(raw["cart_id"], "cart_id") if raw.get("cart_id") else "",
             points_redeemed=0 if points in (None, "") else v.clean_count(points, "points_redeemed", maximum=MAX_POINTS),
@@ -133,9 +134,14 @@ def _existing_or_conflict(data: PurchaseInput, digest: str) -> Purchase:
 def products_ensure(items: tuple[LineItemInput, ...]) -> None:
     """Create catalogue entries for SKUs seen for the first time; known products are left alone."""
     by_sku = {item.sku: item for item in items}
+    known = set(Product.objects.filter(sku__any=list(by_sku)).values_list("sku", flat=True))
     Product.objects.bulk_create(
-        [Product(sku=sku, name=item.name, category=item.category) for sku, item in sorted(by_sku.items())],
-        ignore_conflicts=True,
+        [
+            Product(sku=sku, name=item.name, category=item.category)
+            for sku, item in sorted(by_sku.items())
+            if sku not in known
+        ],
+        ignore_conflicts=True,  # a product another request added meanwhile
     )
 
 

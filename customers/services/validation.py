@@ -31,6 +31,9 @@ _MONEY_QUANTUM = Decimal(1).scaleb(-MONEY_PLACES)
 _MONEY_LIMIT = Decimal(10) ** (MONEY_DIGITS - MONEY_PLACES)
 
 
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f]")
+
+
 def invalid(field: str, message: str) -> ApplicationError:
     return ApplicationError(f"{field}: {message}", code="invalid", fields={field: [message]})
 
@@ -52,7 +55,7 @@ def clean_external_id(value: Any, field: str = "external_id") -> str:
     value = value.strip()
     if not 1 <= len(value) <= EXTERNAL_ID_MAX_LENGTH:
         raise invalid(field, f"must be 1 to {EXTERNAL_ID_MAX_LENGTH} characters")
-    if any(ord(ch) < 32 for ch in value):
+    if _CONTROL_CHARACTERS.search(value):
         raise invalid(field, "must not contain control characters")
     return value
 
