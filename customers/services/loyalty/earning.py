@@ -5,7 +5,7 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from django.db.models import Exists, OuterRef, Q, Sum
+from django.db.models import BooleanField, Case, Exists, OuterRef, Q, Sum, Value, When
 from django.utils import timezone
 
 from customers.models import Customer, PointsEntry, PointsKind, Purchase, PurchaseStatus, TierChange
@@ -32,32 +32,84 @@ def points_earn_for_purchases(
     number of statements for any number of purchases.
     """
     now = now or timezone.now()
-    return credits_write(_earn_credits(purchase_ids, now=now, program=program or loyalty_program_get()), at=now)
+    credits = _purchase_credits(purchase_ids, now=now, program=program or loyalty_program_get())
+    return credits_write([credit for credit in credits if credit.kind == PointsKind.EARN], at=now)
 
 
-def _earn_credits(purchase_ids: Iterable[int], *, now: dt.datetime, program: Program) -> list[Credit]:
+def points_referral_for_purchases(
+    *, purchase_ids: Iterable[int], now: dt.datetime | None = None, program: Program | None = None
+) -> list[PointsEntry]:
+    """Credit the referrer when a referred customer's first completed purchase is recorded.
+
+    Once per referred customer, ever (key ``bonus:referral:<referred id>``); only a purchase
+    that is the customer's earliest completed one counts, so a referral claimed after the
+    customer had already bought earns nothing.
+    """
+    now = now or timezone.now()
+    credits = _purchase_credits(purchase_ids, now=now, program=program or loyalty_program_get())
+    return credits_write([credit for credit in credits if credit.kind == PointsKind.BONUS], at=now)
+
+
+def _purchase_credits(purchase_ids: Iterable[int], *, now: dt.datetime, program: Program) -> list[Credit]:
+    """What the completed purchases earn, and the referral bonuses their first purchases release:
+    one query for both (each purchase is read once, with its customer's tier and referrer)."""
     ids = sorted(set(purchase_ids))
-    if not ids or program.earn_rate == 0:
+    if not ids or (program.earn_rate == 0 and program.referral_bonus == 0):
         return []
-    rows = Purchase.objects.filter(pk__any=ids, status=PurchaseStatus.COMPLETED).values_list(
-        "pk", "customer_id", "total", "placed_at", "customer__tier"
+    earlier = Purchase.objects.filter(customer=OuterRef("customer"), status=PurchaseStatus.COMPLETED).filter(
+        Q(placed_at__lt=OuterRef("placed_at")) | Q(placed_at=OuterRef("placed_at"), pk__lt=OuterRef("pk"))
     )
-    credits = []
-    for pk, customer_id, total, placed_at, tier in rows:
-        expires_at = program.expires_at(placed_at)
-        if expires_at is not None and expires_at <= now:
-            continue
-        credits.append(
-            Credit(
-                customer_id=customer_id,
-                kind=PointsKind.EARN,
-                points=program.points_for(total, program.multiplier(tier)),
-                key=earn_key(pk),
-                expires_at=expires_at,
-                purchase_id=pk,
-            )
+    # CASE, so the earlier-purchase probe runs only for referred customers whose referrer is active.
+    releases_referral = Case(
+        When(
+            customer__referred_by__isnull=False,
+            customer__referred_by__erased_at__isnull=True,
+            then=~Exists(earlier),
+        ),
+        default=Value(False),
+        output_field=BooleanField(),
+    )
+    rows = (
+        Purchase.objects.filter(pk__any=ids, status=PurchaseStatus.COMPLETED)
+        .annotate(releases_referral=releases_referral)
+        .values_list(
+            "pk",
+            "customer_id",
+            "total",
+            "placed_at",
+            "customer__tier",
+            "customer__external_id",
+            "customer__referred_by_id",
+            "releases_referral",
         )
-    return credits
+    )
+    earned: list[Credit] = []
+    referrals: list[Credit] = []
+    for pk, customer_id, total, placed_at, tier, external_id, referrer_id, releases in rows:
+        expires_at = program.expires_at(placed_at)
+        if program.earn_rate and (expires_at is None or expires_at > now):
+            earned.append(
+                Credit(
+                    customer_id=customer_id,
+                    kind=PointsKind.EARN,
+                    points=program.points_for(total, program.multiplier(tier)),
+                    key=earn_key(pk),
+                    expires_at=expires_at,
+                    purchase_id=pk,
+                )
+            )
+        if releases and program.referral_bonus:
+            referrals.append(
+                Credit(
+                    customer_id=referrer_id,
+                    kind=PointsKind.BONUS,
+                    points=program.referral_bonus,
+                    key=f"bonus:referral:{customer_id}",
+                    expires_at=program.expires_at(now),
+                    reason=f"Referral: {external_id} made a first purchase",
+                )
+            )
+    return earned + referrals
 
 
 def points_welcome_for_customers(
@@ -90,49 +142,6 @@ def _welcome_credits(customer_ids: Iterable[int], *, now: dt.datetime, program: 
     ]
 
 
-def points_referral_for_purchases(
-    *, purchase_ids: Iterable[int], now: dt.datetime | None = None, program: Program | None = None
-) -> list[PointsEntry]:
-    """Credit the referrer when a referred customer's first completed purchase is recorded.
-
-    Once per referred customer, ever (key ``bonus:referral:<referred id>``); only a purchase
-    that is the customer's earliest completed one counts, so a referral claimed after the
-    customer had already bought earns nothing.
-    """
-    now = now or timezone.now()
-    return credits_write(_referral_credits(purchase_ids, now=now, program=program or loyalty_program_get()), at=now)
-
-
-def _referral_credits(purchase_ids: Iterable[int], *, now: dt.datetime, program: Program) -> list[Credit]:
-    ids = sorted(set(purchase_ids))
-    if not ids or program.referral_bonus == 0:
-        return []
-    earlier = Purchase.objects.filter(customer=OuterRef("customer"), status=PurchaseStatus.COMPLETED).filter(
-        Q(placed_at__lt=OuterRef("placed_at")) | Q(placed_at=OuterRef("placed_at"), pk__lt=OuterRef("pk"))
-    )
-    firsts = (
-        Purchase.objects.filter(
-            pk__any=ids,
-            status=PurchaseStatus.COMPLETED,
-            customer__referred_by__isnull=False,
-            customer__referred_by__erased_at__isnull=True,
-        )
-        .exclude(Exists(earlier))
-        .values_list("customer_id", "customer__referred_by_id", "customer__external_id")
-    )
-    return [
-        Credit(
-            customer_id=referrer_id,
-            kind=PointsKind.BONUS,
-            points=program.referral_bonus,
-            key=f"bonus:referral:{referred_id}",
-            expires_at=program.expires_at(now),
-            reason=f"Referral: {referred_external_id} made a first purchase",
-        )
-        for referred_id, referrer_id, referred_external_id in firsts
-    ]
-
-
 @dataclass(frozen=True)
 class LoyaltyOutcome:
     earned: int
@@ -157,23 +166,22 @@ def loyalty_after_purchases(
         return LoyaltyOutcome(0, 0, 0)
     now = now or timezone.now()
     program = loyalty_program_get()
-    buyers = set(
-        Purchase.objects.filter(pk__any=ids, status=PurchaseStatus.COMPLETED).values_list("customer_id", flat=True)
+    # The buyers found and locked in one statement, in id order (as customers_lock does).
+    bought = Purchase.objects.filter(pk__any=ids, status=PurchaseStatus.COMPLETED).values("customer_id")
+    buyers = list(
+        Customer.objects.select_for_update(no_key=True)
+        .filter(Q(pk__in=bought) | Q(pk__any=new_customer_ids))
+        .order_by("pk")
+        .values_list("pk", flat=True)
     )
-    customers_lock(buyers | set(new_customer_ids))
     moved = 0
     if buyers:
         moved = tiers_apply(
-            customers=Customer.objects.filter(pk__any=sorted(buyers)),
-            program=program,
-            now=now,
-            cause=TierChange.Cause.PURCHASE,
+            customers=Customer.objects.filter(pk__any=buyers), program=program, now=now, cause=TierChange.Cause.PURCHASE
         )
     # One write for all of them: each customer's balance moves once, welcome bonus first.
     entries = credits_write(
-        _welcome_credits(new_customer_ids, now=now, program=program)
-        + _earn_credits(ids, now=now, program=program)
-        + _referral_credits(ids, now=now, program=program),
+        _welcome_credits(new_customer_ids, now=now, program=program) + _purchase_credits(ids, now=now, program=program),
         at=now,
     )
     return LoyaltyOutcome(

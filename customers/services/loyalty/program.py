@@ -104,13 +104,16 @@ def loyalty_program_get(*, with_tiers: bool = True) -> Program:
 
     ``with_tiers=False`` skips reading the tiers where they play no part (redemption).
     """
-    record = loyalty_program_ensure()
-    tiers: tuple[Tier, ...] = ()
+    rows: list[LoyaltyTier] = []
     if with_tiers:
-        tiers = tuple(
-            Tier(code=t.code, name=t.name, threshold=t.threshold, multiplier=t.multiplier)
-            for t in LoyaltyTier.objects.filter(program=record).order_by("threshold")
-        )
+        # The tiers with their program in one query: every purchase reads them.
+        program_tiers = LoyaltyTier.objects.filter(program_id=LoyaltyProgram.SINGLETON_ID).order_by("threshold")
+        rows = list(program_tiers.select_related("program"))
+        if not rows:  # a program missing (created now, with the default tiers) or left without tiers
+            loyalty_program_ensure()
+            rows = list(program_tiers.select_related("program"))
+    record = rows[0].program if rows else loyalty_program_ensure()
+    tiers = tuple(Tier(code=t.code, name=t.name, threshold=t.threshold, multiplier=t.multiplier) for t in rows)
     tiers = tiers or (BASE_TIER,)
     return Program(
         earn_rate=record.earn_rate,
