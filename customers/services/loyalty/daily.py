@@ -117,9 +117,9 @@ def tiers_recompute_all(*, now: dt.datetime | None = None, batch_size: int = TIE
             )
             if not bounds:
                 break
-            low, after = bounds[0], bounds[-1]
+            after = bounds[-1]
             moved += tiers_apply(
-                customers=Customer.objects.filter(pk__gte=low, pk__lte=after),
+                customer_ids=bounds,
                 program=program,
                 now=now,
                 cause=TierChange.Cause.DAILY,

@@ -5,6 +5,7 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from django.db import connection
 from django.db.models import BooleanField, Case, Exists, OuterRef, Q, Sum, Value, When
 from django.utils import timezone
 
@@ -50,12 +51,30 @@ def points_referral_for_purchases(
     return credits_write([credit for credit in credits if credit.kind == PointsKind.BONUS], at=now)
 
 
-def _purchase_credits(purchase_ids: Iterable[int], *, now: dt.datetime, program: Program) -> list[Credit]:
-    """What the completed purchases earn, and the referral bonuses their first purchases release:
-    one query for both (each purchase is read once, with its customer's tier and referrer)."""
-    ids = sorted(set(purchase_ids))
-    if not ids or (program.earn_rate == 0 and program.referral_bonus == 0):
-        return []
+# PostgreSQL: each completed purchase with its customer's tier and whether it releases a referral
+# bonus (the customer was referred by an active customer and has no earlier completed purchase;
+# the CASE probes for an earlier purchase only for such customers).
+_PURCHASES_FOR_CREDITS = """
+    SELECT purchase.id, purchase.customer_id, purchase.total, purchase.placed_at, customer.tier,
+           customer.external_id, customer.referred_by_id,
+           CASE WHEN customer.referred_by_id IS NOT NULL AND referrer.erased_at IS NULL THEN NOT EXISTS (
+               SELECT 1 FROM customers_purchase earlier
+               WHERE earlier.customer_id = purchase.customer_id AND earlier.status = 'completed'
+                 AND (earlier.placed_at < purchase.placed_at
+                      OR (earlier.placed_at = purchase.placed_at AND earlier.id < purchase.id))
+           ) ELSE FALSE END
+    FROM customers_purchase purchase
+    JOIN customers_customer customer ON customer.id = purchase.customer_id
+    LEFT JOIN customers_customer referrer ON referrer.id = customer.referred_by_id
+    WHERE purchase.id = ANY(%s) AND purchase.status = 'completed'
+"""
+
+
+def _purchases_for_credits(ids: list[int]) -> list[tuple]:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_PURCHASES_FOR_CREDITS, [ids])
+            return cursor.fetchall()
     earlier = Purchase.objects.filter(customer=OuterRef("customer"), status=PurchaseStatus.COMPLETED).filter(
         Q(placed_at__lt=OuterRef("placed_at")) | Q(placed_at=OuterRef("placed_at"), pk__lt=OuterRef("pk"))
     )
@@ -69,7 +88,7 @@ def _purchase_credits(purchase_ids: Iterable[int], *, now: dt.datetime, program:
         default=Value(False),
         output_field=BooleanField(),
     )
-    rows = (
+    return list(
         Purchase.objects.filter(pk__any=ids, status=PurchaseStatus.COMPLETED)
         .annotate(releases_referral=releases_referral)
         .values_list(
@@ -83,9 +102,17 @@ def _purchase_credits(purchase_ids: Iterable[int], *, now: dt.datetime, program:
             "releases_referral",
         )
     )
+
+
+def _purchase_credits(purchase_ids: Iterable[int], *, now: dt.datetime, program: Program) -> list[Credit]:
+    """What the completed purchases earn, and the referral bonuses their first purchases release:
+    one query for both (each purchase is read once, with its customer's tier and referrer)."""
+    ids = sorted(set(purchase_ids))
+    if not ids or (program.earn_rate == 0 and program.referral_bonus == 0):
+        return []
     earned: list[Credit] = []
     referrals: list[Credit] = []
-    for pk, customer_id, total, placed_at, tier, external_id, referrer_id, releases in rows:
+    for pk, customer_id, total, placed_at, tier, external_id, referrer_id, releases in _purchases_for_credits(ids):
         expires_at = program.expires_at(placed_at)
         if program.earn_rate and (expires_at is None or expires_at > now):
             earned.append(
@@ -142,6 +169,32 @@ def _welcome_credits(customer_ids: Iterable[int], *, now: dt.datetime, program: 
     ]
 
 
+_LOCK_BUYERS = """
+    SELECT id FROM customers_customer
+    WHERE id IN (
+        SELECT customer_id FROM customers_purchase WHERE id = ANY(%s) AND status = 'completed'
+        UNION ALL SELECT unnest(%s::bigint[])  -- not OR: that would scan every customer
+    )
+    ORDER BY id FOR NO KEY UPDATE
+"""
+
+
+def _buyers_lock(purchase_ids: list[int], customer_ids: list[int]) -> list[int]:
+    """Lock the customers of these completed purchases, and these customers, in id order (as
+    customers_lock does), finding them in the same statement; returns their ids."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_LOCK_BUYERS, [purchase_ids, customer_ids])
+            return [row[0] for row in cursor.fetchall()]
+    bought = Purchase.objects.filter(pk__in=purchase_ids, status=PurchaseStatus.COMPLETED).values("customer_id")
+    return list(
+        Customer.objects.select_for_update(no_key=True)
+        .filter(Q(pk__in=bought) | Q(pk__in=customer_ids))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+
+
 @dataclass(frozen=True)
 class LoyaltyOutcome:
     earned: int
@@ -166,19 +219,10 @@ def loyalty_after_purchases(
         return LoyaltyOutcome(0, 0, 0)
     now = now or timezone.now()
     program = loyalty_program_get()
-    # The buyers found and locked in one statement, in id order (as customers_lock does).
-    bought = Purchase.objects.filter(pk__any=ids, status=PurchaseStatus.COMPLETED).values("customer_id")
-    buyers = list(
-        Customer.objects.select_for_update(no_key=True)
-        .filter(Q(pk__in=bought) | Q(pk__any=new_customer_ids))
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    )
+    buyers = _buyers_lock(ids, new_customer_ids)
     moved = 0
     if buyers:
-        moved = tiers_apply(
-            customers=Customer.objects.filter(pk__any=buyers), program=program, now=now, cause=TierChange.Cause.PURCHASE
-        )
+        moved = tiers_apply(customer_ids=buyers, program=program, now=now, cause=TierChange.Cause.PURCHASE)
     # One write for all of them: each customer's balance moves once, welcome bonus first.
     entries = credits_write(
         _welcome_credits(new_customer_ids, now=now, program=program) + _purchase_credits(ids, now=now, program=program),

@@ -45,8 +45,17 @@ def customers_lock(customer_ids: Iterable[int]) -> dict[int, int]:
     ids = sorted(set(customer_ids))
     if not ids:
         return {}
-    locked = Customer.objects.select_for_update(no_key=True).filter(pk__any=ids).order_by("pk")
+    if connection.vendor == "postgresql":  # on every purchase: the plain statement, not the ORM's
+        with connection.cursor() as cursor:
+            cursor.execute(_LOCK_CUSTOMERS, [ids])
+            return dict(cursor.fetchall())
+    locked = Customer.objects.select_for_update(no_key=True).filter(pk__in=ids).order_by("pk")
     return dict(locked.values_list("pk", "points_balance"))
+
+
+_LOCK_CUSTOMERS = """
+    SELECT id, points_balance FROM customers_customer WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE
+"""
 
 
 # PostgreSQL: the whole batch of credits in one statement. Each credit is checked against the
