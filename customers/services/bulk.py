@@ -1,13 +1,12 @@
 """Bulk purchase ingestion: up to 1,000 purchases in a handful of set-based statements.
 
-The rules are those of ``purchase_record`` (same validation, same idempotency by content digest,
-same cart conversion, same stats); only the way they are applied differs: one INSERT for the
-purchases, one for their items, one UPDATE for carts and one for customer stats, instead of a
-round of queries per purchase. On anything unexpected from the database the batch falls back to
+The rules are those of ``purchase_record`` (same validation, same idempotency by content digest)
+and on PostgreSQL so are the statements (``purchase_sets``): one INSERT for the purchases, one for
+their items, one UPDATE each for carts and stats, the loyalty and attribution statements, for any
+number of purchases. On anything unexpected from the database the batch falls back to
 ``purchase_record`` per item, so a bad item still fails only itself.
 """
 
-import datetime as dt
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -15,12 +14,11 @@ from typing import Any
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
-from campaigns.attribution import purchases_attribute  # campaigns: attribution hook
-from customers.models import Cart, CartStatus, Customer, Purchase, PurchaseStatus
+from customers.models import Customer, Purchase
 from customers.services import validation as v
-from customers.services.customers import customer_stats_add_purchases
-from customers.services.loyalty import loyalty_after_purchases, points_welcome_for_customers
-from customers.services.purchases import PurchaseInput, products_ensure, purchase_record
+from customers.services.loyalty import points_welcome_for_customers
+from customers.services.purchase_sets import purchases_apply, purchases_insert
+from customers.services.purchases import PurchaseInput, purchase_record
 from retention_crm.errors import ApplicationError, Conflict
 
 logger = logging.getLogger(__name__)
@@ -158,128 +156,17 @@ def _insert_one_by_one(
         results[index] = BulkResult(item.external_id, "created" if created else "exists")
 
 
-_INSERT_PURCHASES = """
-    INSERT INTO customers_purchase
-        (external_id, customer_id, placed_at, total, currency, status, cart_id, cart_external_id,
-         points_redeemed, content_digest, created_at)
-    SELECT * FROM unnest(
-        %s::varchar[], %s::bigint[], %s::timestamptz[], %s::numeric[], %s::varchar[], %s::varchar[],
-        %s::bigint[], %s::varchar[], %s::integer[], %s::varchar[], %s::timestamptz[])
-    ON CONFLICT (external_id) DO NOTHING
-    RETURNING id, external_id
-"""
-
-_INSERT_ITEMS = """
-    INSERT INTO customers_purchaseitem (purchase_id, sku, name, category, quantity, unit_price)
-    SELECT * FROM unnest(%s::bigint[], %s::varchar[], %s::varchar[], %s::varchar[], %s::integer[], %s::numeric[])
-"""
-
-# A completed purchase converts the carts it names, and the customer's carts last updated
-# before it was placed (SPEC §2); the latest purchase per customer decides the second part.
-_CONVERT_CARTS = """
-    UPDATE customers_cart AS cart SET status = %s, converted_at = %s
-    FROM (SELECT unnest(%s::bigint[]) AS customer_id, unnest(%s::timestamptz[]) AS latest) AS bought
-    WHERE cart.status IN (%s, %s)
-      AND (cart.external_id = ANY(%s::varchar[])
-           OR (cart.customer_id = bought.customer_id AND cart.updated_at < bought.latest))
-"""
-
-
 def _insert_set_based(
     new: list[tuple[int, PurchaseInput, str]], customer_ids: dict[str, int], results: list[BulkResult | None]
 ) -> None:
-    """PostgreSQL: write the whole batch in a few statements, then apply its effects.
+    """PostgreSQL: the whole batch in a few statements (see purchase_sets).
 
     The purchases and items go in before the customers are locked: inserting them takes no lock
     a concurrent batch waits on, so only the short part that updates the customers queues up.
     """
-    products_ensure(tuple(line for _, item, _ in new for line in item.items))
-    named_carts = {item.cart_id for _, item, _ in new if item.cart_id}
-    cart_ids = dict(Cart.objects.filter(external_id__any=named_carts).values_list("external_id", "pk"))
-
     now = timezone.now()
-    columns: list[list[Any]] = [[] for _ in range(11)]
-    for _, item, digest in new:
-        row = (
-            item.external_id,
-            customer_ids[item.customer],
-            item.placed_at,
-            item.total,
-            item.currency,
-            item.status,
-            cart_ids.get(item.cart_id),
-            item.cart_id,
-            item.points_redeemed,
-            digest,
-            now,
-        )
-        for column, value in zip(columns, row, strict=True):
-            column.append(value)
-    with connection.cursor() as cursor:
-        cursor.execute(_INSERT_PURCHASES, columns)
-        inserted = dict((external_id, pk) for pk, external_id in cursor.fetchall())
-
-    item_rows = [
-        (inserted[item.external_id], line.sku, line.name, line.category, line.quantity, line.unit_price)
-        for _, item, _ in new
-        if item.external_id in inserted
-        for line in item.items
-    ]
-    if item_rows:
-        with connection.cursor() as cursor:
-            cursor.execute(_INSERT_ITEMS, [list(column) for column in zip(*item_rows, strict=True)])
-
-    completed = [item for _, item, _ in new if item.external_id in inserted and item.status == PurchaseStatus.COMPLETED]
-    _purchases_apply(
-        completed=completed,
-        customer_ids=customer_ids,
-        inserted=inserted,
-        buyers={customer_ids[item.customer] for _, item, _ in new if item.external_id in inserted},
-        now=now,
-    )
+    inserted = purchases_insert([(item, digest) for _, item, digest in new], customer_ids, now=now)
+    purchases_apply([item for _, item, _ in new], inserted, customer_ids, now=now)
     for index, item, _ in new:
         if item.external_id in inserted:
             results[index] = BulkResult(item.external_id, "created")
-
-
-def _purchases_apply(
-    *,
-    completed: list[PurchaseInput],
-    customer_ids: dict[str, int],
-    inserted: dict[str, int],
-    buyers: set[int],
-    now: dt.datetime,
-) -> None:
-    """Carts, stats, loyalty and attribution for the inserted purchases, under the customers' locks."""
-    # One lock pass in a fixed order: concurrent batches touching the same customers queue up here.
-    list(
-        Customer.objects.select_for_update(no_key=True)
-        .filter(pk__any=sorted(buyers))
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    )
-    latest: dict[int, dt.datetime] = {}
-    for item in completed:
-        customer_id = customer_ids[item.customer]
-        latest[customer_id] = max(latest.get(customer_id, item.placed_at), item.placed_at)
-    if latest:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                _CONVERT_CARTS,
-                [
-                    CartStatus.CONVERTED,
-                    now,
-                    list(latest),
-                    list(latest.values()),
-                    CartStatus.OPEN,
-                    CartStatus.ABANDONED,
-                    [item.cart_id for item in completed if item.cart_id],
-                ],
-            )
-    customer_stats_add_purchases(
-        purchases=[(customer_ids[item.customer], item.total, item.placed_at) for item in completed]
-    )
-    # Loyalty (SPEC §3): tiers, points earned and referral bonuses, for the whole batch.
-    loyalty_after_purchases(purchase_ids=list(inserted.values()))
-    # Campaigns (SPEC §4 attribution): the batch's completed purchases, in one statement.
-    purchases_attribute(purchase_ids=[inserted[item.external_id] for item in completed])

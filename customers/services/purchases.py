@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -28,6 +28,7 @@ from customers.services.customers import (
     customer_stats_refresh,
 )
 from customers.services.loyalty import loyalty_after_purchases, loyalty_after_status_change
+from customers.services.purchase_sets import purchases_apply, purchases_insert
 from retention_crm.errors import ApplicationError, Conflict, NotFound
 
 MAX_ITEMS_PER_ORDER = 1_000
@@ -166,6 +167,8 @@ def purchase_record(*, data: PurchaseInput) -> tuple[Purchase, bool]:
     transaction the customer's stats are refreshed and carts converted.
     """
     digest = data.digest()
+    if connection.vendor == "postgresql":
+        return _purchase_record_set_based(data, digest)
     if Purchase.objects.filter(external_id=data.external_id).exists():
         return _existing_or_conflict(data, digest), False
 
@@ -213,6 +216,37 @@ def purchase_record(*, data: PurchaseInput) -> tuple[Purchase, bool]:
         purchases_attribute(purchase_ids=[purchase.pk])
     # Loyalty (SPEC §3): tier recompute, points earned, a referrer's bonus; same transaction.
     loyalty_after_purchases(purchase_ids=[purchase.pk])
+    return purchase, True
+
+
+def _purchase_record_set_based(data: PurchaseInput, digest: str) -> tuple[Purchase, bool]:
+    """PostgreSQL: the bulk ingest's statements for one purchase (a dozen, mostly plain SQL).
+
+    The insert itself tells a new external_id from a used one (ON CONFLICT DO NOTHING); a
+    conflict raises, which rolls back a customer this request created."""
+    customer, _ = customer_get_or_create_locked(external_id=data.customer)
+    customer_ids = {data.customer: customer.pk}
+    now = timezone.now()
+    inserted = purchases_insert([(data, digest)], customer_ids, now=now)
+    if data.external_id not in inserted:
+        return _existing_or_conflict(data, digest), False
+    purchases_apply([data], inserted, customer_ids, now=now, buyers_locked=True)
+    row = inserted[data.external_id]
+    purchase = Purchase(
+        id=row.id,
+        external_id=data.external_id,
+        customer=customer,
+        placed_at=data.placed_at,
+        total=data.total,
+        currency=data.currency,
+        status=data.status,
+        cart_id=row.cart_id,
+        cart_external_id=data.cart_id,
+        points_redeemed=data.points_redeemed,
+        content_digest=digest,
+        created_at=row.created_at,
+    )
+    purchase._state.adding = False  # it is stored: what Django sets on instances it reads
     return purchase, True
 
 

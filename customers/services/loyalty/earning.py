@@ -207,11 +207,15 @@ def loyalty_after_purchases(
     purchase_ids: Iterable[int],
     new_customer_ids: Iterable[int] = (),
     now: dt.datetime | None = None,
+    locked_buyer_ids: Iterable[int] | None = None,
 ) -> LoyaltyOutcome:
     """Everything loyalty does when purchases are recorded, for any number of them at once:
     recompute the buyers' tiers, welcome bonuses for customers the purchases created, points
     earned, and referral bonuses. Call it inside the transaction that stored the purchases.
     Idempotent: calling it again for the same purchases changes nothing.
+
+    ``locked_buyer_ids``: the customers of these purchases, when the caller holds their locks
+    already (the purchase services do); they are then not looked up and locked again.
     """
     ids = sorted(set(purchase_ids))
     new_customer_ids = sorted(set(new_customer_ids))
@@ -219,7 +223,10 @@ def loyalty_after_purchases(
         return LoyaltyOutcome(0, 0, 0)
     now = now or timezone.now()
     program = loyalty_program_get()
-    buyers = _buyers_lock(ids, new_customer_ids)
+    if locked_buyer_ids is None:
+        buyers = _buyers_lock(ids, new_customer_ids)
+    else:
+        buyers = sorted(set(locked_buyer_ids) | set(customers_lock(new_customer_ids)))
     moved = 0
     if buyers:
         moved = tiers_apply(customer_ids=buyers, program=program, now=now, cause=TierChange.Cause.PURCHASE)
@@ -227,6 +234,7 @@ def loyalty_after_purchases(
     entries = credits_write(
         _welcome_credits(new_customer_ids, now=now, program=program) + _purchase_credits(ids, now=now, program=program),
         at=now,
+        locked=buyers,
     )
     return LoyaltyOutcome(
         earned=sum(entry.points for entry in entries if entry.kind == PointsKind.EARN),

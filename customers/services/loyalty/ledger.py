@@ -98,21 +98,23 @@ _APPEND_CREDITS = """
 """
 
 
-def credits_write(credits: Iterable[Credit], *, at: dt.datetime) -> list[PointsEntry]:
+def credits_write(credits: Iterable[Credit], *, at: dt.datetime, locked: Iterable[int] = ()) -> list[PointsEntry]:
     """Append the credits whose idempotency key is new, as lots; returns the entries written, in
     the order given.
 
     A fixed number of statements whatever the count: lock the customers, then (PostgreSQL) one
     statement that inserts and moves the balances, or (SQLite) read the keys, one INSERT, one
     UPDATE of the balances. A key seen before (or twice in the batch) is skipped, which makes every
-    caller idempotent; credits for customers that do not exist are skipped too.
+    caller idempotent; credits for customers that do not exist are skipped too. ``locked``: customers
+    whose rows the caller has locked already in this transaction.
     """
     credits = [credit for credit in credits if credit.points > 0]
     if not credits:
         return []
-    balances = customers_lock(credit.customer_id for credit in credits)
     if connection.vendor == "postgresql":
+        customers_lock({credit.customer_id for credit in credits} - set(locked))
         return _credits_append_set_based(credits, at=at)
+    balances = customers_lock(credit.customer_id for credit in credits)
     seen = set(
         PointsEntry.objects.filter(idempotency_key__any=[credit.key for credit in credits]).values_list(
             "idempotency_key", flat=True
