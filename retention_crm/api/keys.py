@@ -40,9 +40,13 @@ def api_key_create(*, name: str, scopes: list[str]) -> tuple[ApiKey, str]:
     return key, raw_key
 
 
+_ACTIVE_KEY = "SELECT * FROM api_apikey WHERE key_hash = %s AND revoked_at IS NULL"
+
+
 def api_key_check(*, raw_key: str) -> ApiKey | None:
     """The active key matching ``raw_key``, or None. Marks it used."""
-    key = ApiKey.objects.filter(key_hash=_hash(raw_key), revoked_at__isnull=True).first()
+    # Every API request runs this: a plain statement, not a queryset compiled each time.
+    key = next(iter(ApiKey.objects.raw(_ACTIVE_KEY, [_hash(raw_key)])), None)
     if key is None:
         return None
     now = timezone.now()

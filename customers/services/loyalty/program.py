@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
+from django.db import connection
+
 from customers.models import LoyaltyProgram, LoyaltyTier
 from retention_crm.errors import ApplicationError
 
@@ -99,33 +101,51 @@ def loyalty_program_ensure() -> LoyaltyProgram:
 BASE_TIER = Tier(code="bronze", name="Bronze", threshold=Decimal(0), multiplier=Decimal(1))
 
 
+_PROGRAM_FIELDS = (
+    "earn_rate",
+    "point_value",
+    "max_redeem_share",
+    "expiry_days",
+    "welcome_bonus",
+    "birthday_bonus",
+    "referral_bonus",
+    "review_bonus",
+)
+
+# PostgreSQL: the program and its tiers in one plain statement (every purchase reads them).
+_PROGRAM_WITH_TIERS = f"""
+    SELECT {", ".join(f"program.{name}" for name in _PROGRAM_FIELDS)},
+           tier.code, tier.name, tier.threshold, tier.multiplier
+    FROM customers_loyaltyprogram program
+    LEFT JOIN customers_loyaltytier tier ON tier.program_id = program.id
+    WHERE program.id = %s
+    ORDER BY tier.threshold
+"""
+
+
 def loyalty_program_get(*, with_tiers: bool = True) -> Program:
     """The current settings (no cache: a change in the admin applies to the next request).
 
     ``with_tiers=False`` skips reading the tiers where they play no part (redemption).
     """
-    rows: list[LoyaltyTier] = []
-    if with_tiers:
-        # The tiers with their program in one query: every purchase reads them.
-        program_tiers = LoyaltyTier.objects.filter(program_id=LoyaltyProgram.SINGLETON_ID).order_by("threshold")
-        rows = list(program_tiers.select_related("program"))
-        if not rows:  # a program missing (created now, with the default tiers) or left without tiers
-            loyalty_program_ensure()
-            rows = list(program_tiers.select_related("program"))
-    record = rows[0].program if rows else loyalty_program_ensure()
-    tiers = tuple(Tier(code=t.code, name=t.name, threshold=t.threshold, multiplier=t.multiplier) for t in rows)
-    tiers = tiers or (BASE_TIER,)
-    return Program(
-        earn_rate=record.earn_rate,
-        point_value=record.point_value,
-        max_redeem_share=record.max_redeem_share,
-        expiry_days=record.expiry_days,
-        welcome_bonus=record.welcome_bonus,
-        birthday_bonus=record.birthday_bonus,
-        referral_bonus=record.referral_bonus,
-        review_bonus=record.review_bonus,
-        tiers=tiers,
-    )
+    settings_values: tuple | None = None
+    tiers: tuple[Tier, ...] = ()
+    if with_tiers and connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_PROGRAM_WITH_TIERS, [LoyaltyProgram.SINGLETON_ID])
+            rows = cursor.fetchall()
+        if rows:
+            settings_values = rows[0][: len(_PROGRAM_FIELDS)]
+            tiers = tuple(Tier(*row[len(_PROGRAM_FIELDS) :]) for row in rows if row[len(_PROGRAM_FIELDS)] is not None)
+    if settings_values is None:
+        record = loyalty_program_ensure()
+        settings_values = tuple(getattr(record, name) for name in _PROGRAM_FIELDS)
+        if with_tiers:
+            tiers = tuple(
+                Tier(code=t.code, name=t.name, threshold=t.threshold, multiplier=t.multiplier)
+                for t in LoyaltyTier.objects.filter(program=record).order_by("threshold")
+            )
+    return Program(**dict(zip(_PROGRAM_FIELDS, settings_values, strict=True)), tiers=tiers or (BASE_TIER,))
 
 
 @dataclass(frozen=True)
