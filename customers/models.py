@@ -241,7 +241,9 @@ class Purchase(models.Model):
     total = models.DecimalField(max_digits=MONEY_DIGITS, decimal_places=MONEY_PLACES)
     currency = models.CharField(max_length=3)
     status = models.CharField(max_length=16, choices=PurchaseStatus.choices, default=PurchaseStatus.COMPLETED)
-    cart = models.ForeignKey(Cart, null=True, blank=True, on_delete=models.SET_NULL, related_name="purchases")
+    cart = models.ForeignKey(
+        Cart, null=True, blank=True, on_delete=models.SET_NULL, related_name="purchases", db_index=False
+    )
     cart_external_id = models.CharField(max_length=EXTERNAL_ID_MAX_LENGTH, blank=True, default="")
     points_redeemed = models.PositiveIntegerField(default=0)
     # A digest of the content first sent, so a repeat can be told apart from a conflicting one.
@@ -269,6 +271,8 @@ class Purchase(models.Model):
                 condition=Q(status="completed"),
                 name="purchase_completed_placed_idx",
             ),
+            # Only purchases that name a cart of ours have one to index.
+            models.Index(fields=["cart"], condition=Q(cart__isnull=False), name="purchase_cart_idx"),
         ]
 
     def __str__(self) -> str:
@@ -359,12 +363,12 @@ class PointsEntry(models.Model):
     remaining = models.BigIntegerField(null=True, blank=True, help_text="Unspent points of this lot")
     uncovered = models.BigIntegerField(default=0, help_text="Points a reversal could not take back")
     created_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
     )
     # The entry this one answers: the lot an expiry closes, the earning a reversal takes back,
     # the redemption whose points a refund returns.
     related_entry = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="answered_by"
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="answered_by", db_index=False
     )
     balance_after = models.BigIntegerField(null=True, blank=True, help_text="The balance right after this entry")
     # Redemptions at checkout: the shop's order id, the order total and the discount granted.
@@ -406,6 +410,12 @@ class PointsEntry(models.Model):
             ),
             # A refund finds the redemptions made for its order.
             models.Index(fields=["order_id"], condition=~Q(order_id=""), name="points_order_idx"),
+            # Most entries (every earning) answer no entry and are made by no staff member: only the
+            # others are indexed, so an earning writes two index entries fewer.
+            models.Index(
+                fields=["related_entry"], condition=Q(related_entry__isnull=False), name="points_related_entry_idx"
+            ),
+            models.Index(fields=["created_by"], condition=Q(created_by__isnull=False), name="points_created_by_idx"),
         ]
 
     def __str__(self) -> str:

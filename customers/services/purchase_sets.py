@@ -135,10 +135,13 @@ def purchases_apply(
     buyers = sorted({customer_ids[item.customer] for item in new})
     if not buyers:
         return
+    completed = [item for item in new if item.status == PurchaseStatus.COMPLETED]
+    # Campaigns (SPEC §4 attribution): the completed purchases, in one statement. It writes no
+    # customer row, so it runs before the locks, keeping the part that queues up short.
+    purchases_attribute(purchase_ids=[inserted[item.external_id].id for item in completed])
     if not buyers_locked:
         # One lock pass in a fixed order: concurrent batches touching the same customers queue up here.
         customers_lock(buyers)
-    completed = [item for item in new if item.status == PurchaseStatus.COMPLETED]
     latest: dict[int, dt.datetime] = {}
     for item in completed:
         customer_id = customer_ids[item.customer]
@@ -164,5 +167,3 @@ def purchases_apply(
     loyalty_after_purchases(
         purchase_ids=[inserted[item.external_id].id for item in new], now=now, locked_buyer_ids=buyers
     )
-    # Campaigns (SPEC §4 attribution): the completed purchases, in one statement.
-    purchases_attribute(purchase_ids=[inserted[item.external_id].id for item in completed])

@@ -10,7 +10,14 @@ from django.db.models import BooleanField, Case, Exists, OuterRef, Q, Sum, Value
 from django.utils import timezone
 
 from customers.models import Customer, PointsEntry, PointsKind, Purchase, PurchaseStatus, TierChange
-from customers.services.loyalty.ledger import Credit, Debit, credits_write, customers_lock, debit_write
+from customers.services.loyalty.ledger import (
+    Credit,
+    Debit,
+    credits_append,
+    credits_write,
+    customers_lock,
+    debit_write,
+)
 from customers.services.loyalty.program import WELCOME_MAX_SIGNUP_AGE, Program, loyalty_program_get
 from customers.services.loyalty.tiers import tiers_apply, tiers_recompute_for_customers
 
@@ -231,14 +238,14 @@ def loyalty_after_purchases(
     if buyers:
         moved = tiers_apply(customer_ids=buyers, program=program, now=now, cause=TierChange.Cause.PURCHASE)
     # One write for all of them: each customer's balance moves once, welcome bonus first.
-    entries = credits_write(
+    written = credits_append(
         _welcome_credits(new_customer_ids, now=now, program=program) + _purchase_credits(ids, now=now, program=program),
         at=now,
         locked=buyers,
     )
     return LoyaltyOutcome(
-        earned=sum(entry.points for entry in entries if entry.kind == PointsKind.EARN),
-        bonuses=sum(entry.points for entry in entries if entry.kind == PointsKind.BONUS),
+        earned=sum(entry.credit.points for entry in written if entry.credit.kind == PointsKind.EARN),
+        bonuses=sum(entry.credit.points for entry in written if entry.credit.kind == PointsKind.BONUS),
         tier_changes=moved,
     )
 
