@@ -1,5 +1,6 @@
 """docker-compose.yml parses, has the production shape, and runs what `make run` runs."""
 
+import re
 import shlex
 from pathlib import Path
 
@@ -9,7 +10,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def procfile() -> dict[str, list[str]]:
-    lines = (ROOT / "Procfile").read_text().splitlines()
+    """The Procfile's commands, with each ``${NAME:-default}`` at its default (what compose spells out)."""
+    text = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", (ROOT / "Procfile").read_text())
+    lines = text.splitlines()
     return {name: shlex.split(command) for name, command in (line.split(":", 1) for line in lines if line.strip())}
 
 
