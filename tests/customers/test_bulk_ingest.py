@@ -8,8 +8,9 @@ from decimal import Decimal
 import pytest
 from django.db import DatabaseError, connection
 
-from customers.models import Cart, Customer, Purchase, PurchaseItem
+from customers.models import Cart, Customer, PointsEntry, Purchase, PurchaseItem
 from customers.services import bulk, cart_upsert, purchases_record_bulk
+from tests.loyalty_support import assert_ledger_consistent
 
 pytestmark = pytest.mark.django_db
 
@@ -122,6 +123,12 @@ def test_concurrent_overlapping_batches_neither_deadlock_nor_double_count():
     assert (created, exists) == (450, 150)
     assert Purchase.objects.count() == 450
     assert_stats_match_purchases()
+    # Both batches created the same ten customers at once: one welcome bonus each, one earning per
+    # purchase, and every balance is its ledger's sum.
+    assert PointsEntry.objects.filter(idempotency_key__startswith="bonus:welcome:").count() == 10
+    assert PointsEntry.objects.filter(kind="earn").count() == 450
+    for n in range(10):
+        assert_ledger_consistent(f"c-{n}")
 
 
 def test_bulk_and_single_records_leave_the_same_loyalty_state():

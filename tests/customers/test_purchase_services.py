@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from customers.models import Cart, Customer, Product, Purchase, PurchaseItem
+from customers.models import Cart, Customer, PointsEntry, Product, Purchase, PurchaseItem
 from customers.services import PurchaseInput, cart_upsert, purchase_cancel, purchase_record, purchase_refund
 from retention_crm.errors import ApplicationError, Conflict, NotFound
 
@@ -79,6 +79,28 @@ def test_same_external_id_with_other_content_is_a_conflict():
         record(total="10.01")
     assert error.value.status == 409
     assert Purchase.objects.get().total == Decimal("10.00")
+
+
+def test_a_conflict_naming_a_new_customer_leaves_no_customer_behind():
+    record(total="10.00")
+    with pytest.raises(Conflict):
+        record(total="10.00", customer="someone-new")
+    assert list(Customer.objects.values_list("external_id", flat=True)) == ["c-1"]
+    assert not PointsEntry.objects.filter(customer__external_id="someone-new").exists()
+
+
+def test_the_purchase_returned_is_the_one_stored():
+    cart_upsert(external_id="cart-9", customer="c-1", items=[{"sku": "A", "quantity": 1, "unit_price": 5}])
+    returned, created = record(
+        cart_id="cart-9", points_redeemed=0, items=[{"sku": "A", "quantity": 1, "unit_price": 5}]
+    )
+    stored = Purchase.objects.get()
+    fields = ["pk", "external_id", "customer_id", "placed_at", "total", "currency", "status", "cart_id"]
+    fields += ["cart_external_id", "points_redeemed", "content_digest", "created_at", "status_changed_at"]
+    assert created
+    assert [getattr(returned, name) for name in fields] == [getattr(stored, name) for name in fields]
+    assert returned.cart_id == Cart.objects.get(external_id="cart-9").pk
+    assert list(returned.items.values_list("sku", flat=True)) == ["A"]
 
 
 def test_naive_placed_at_is_store_time(settings):
