@@ -121,6 +121,20 @@ class PurchaseInput:
         return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
+def _stored_fields(data: PurchaseInput, digest: str) -> dict[str, Any]:
+    """The purchase's own columns, as stored from the input."""
+    return {
+        "external_id": data.external_id,
+        "placed_at": data.placed_at,
+        "total": data.total,
+        "currency": data.currency,
+        "status": data.status,
+        "cart_external_id": data.cart_id,
+        "points_redeemed": data.points_redeemed,
+        "content_digest": digest,
+    }
+
+
 def _existing_or_conflict(data: PurchaseInput, digest: str) -> Purchase:
     existing = Purchase.objects.get(external_id=data.external_id)
     if existing.content_digest != digest:
@@ -182,18 +196,7 @@ def purchase_record(*, data: PurchaseInput) -> tuple[Purchase, bool]:
         cart = Cart.objects.filter(external_id=data.cart_id).first()
     try:
         with transaction.atomic():
-            purchase = Purchase.objects.create(
-                external_id=data.external_id,
-                customer=customer,
-                placed_at=data.placed_at,
-                total=data.total,
-                currency=data.currency,
-                status=data.status,
-                cart=cart,
-                cart_external_id=data.cart_id,
-                points_redeemed=data.points_redeemed,
-                content_digest=digest,
-            )
+            purchase = Purchase.objects.create(customer=customer, cart=cart, **_stored_fields(data, digest))
     except IntegrityError:
         # Another request stored the same external_id between our check and our insert.
         return _existing_or_conflict(data, digest), False
@@ -233,18 +236,7 @@ def _purchase_record_set_based(data: PurchaseInput, digest: str) -> tuple[Purcha
     purchases_apply([data], inserted, customer_ids, now=now, buyers_locked=True)
     row = inserted[data.external_id]
     purchase = Purchase(
-        id=row.id,
-        external_id=data.external_id,
-        customer=customer,
-        placed_at=data.placed_at,
-        total=data.total,
-        currency=data.currency,
-        status=data.status,
-        cart_id=row.cart_id,
-        cart_external_id=data.cart_id,
-        points_redeemed=data.points_redeemed,
-        content_digest=digest,
-        created_at=row.created_at,
+        id=row.id, customer=customer, cart_id=row.cart_id, created_at=row.created_at, **_stored_fields(data, digest)
     )
     purchase._state.adding = False  # it is stored: what Django sets on instances it reads
     return purchase, True
