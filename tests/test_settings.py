@@ -99,3 +99,10 @@ def test_check_deploy_is_clean_under_production_settings(tmp_path):
 def test_embedded_mode_migrates_and_checks_on_sqlite(tmp_path, command):
     result = run_python("", {"VAR_DIR": str(tmp_path)}, "manage.py", *command)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_embedded_demo_passes_the_system_checks_without_warnings(tmp_path):
+    # Model checks that depend on the database run only with --database.
+    result = run_python("", {"VAR_DIR": str(tmp_path)}, "manage.py", "check", "--database", "default")
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout + result.stderr, result.stdout + result.stderr
