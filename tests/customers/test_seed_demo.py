@@ -22,13 +22,14 @@ from customers.models import (
     ConsentEvent,
     Customer,
     NpsResponse,
+    PointsEntry,
     Product,
     Purchase,
     PurchaseItem,
     PurchaseStatus,
 )
 from customers.services import LineItemInput, PurchaseInput
-from customers.services.loyalty import loyalty_program_ensure
+from customers.services.loyalty import loyalty_program_ensure, loyalty_program_get
 from customers.services.loyalty.daily import tiers_recompute_all
 from tests.factories import CustomerFactory
 
@@ -98,9 +99,11 @@ def snapshot() -> dict[str, Any]:
 
 
 def delete_everything() -> None:
-    Purchase.objects.all().delete()  # customers PROTECT their purchases
-    Customer.objects.all().delete()
-    Product.objects.all().delete()
+    """Empty what a seed fills. TRUNCATE, since the points ledger refuses deletes by design."""
+    tables = ", ".join(model._meta.db_table for model in (Customer, Product))
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # run the deferred foreign-key checks first
+        cursor.execute(f"TRUNCATE {tables} CASCADE")
 
 
 @pytest.mark.django_db
@@ -120,6 +123,14 @@ class TestSeedDemo:
         assert Product.objects.filter(replenishment_days__isnull=False).exists()
         assert f"{SMALL} customers" in output
         assert f"{Purchase.objects.count()} purchases" in output
+        # Loyalty as its rules leave it: points for the purchases still inside their expiry, exact ledgers.
+        earned = PointsEntry.objects.filter(kind="earn")
+        assert earned.exists()
+        assert f"{earned.count()} points earnings" in output
+        expired_before = timezone.now() - dt.timedelta(days=loyalty_program_get().expiry_days)
+        assert not earned.filter(purchase__placed_at__lte=expired_before).exists()
+        assert tiers_recompute_all() == 0
+        call_command("loyalty_verify", stdout=io.StringIO())
 
     def test_has_the_rhythms_the_demo_needs(self):
         seed(customers=600)

@@ -1,4 +1,5 @@
-"""Load deterministic demo data: customers with realistic purchase rhythms, carts, consents, NPS.
+"""Load deterministic demo data: customers with realistic purchase rhythms, carts, consents, NPS,
+and the points and tiers the loyalty rules give them.
 
 Rows are built in Python from one seeded ``random.Random`` and written set-based with
 ``bulk_create``; the purchase stats are then recomputed by the customers service in batches.
@@ -36,6 +37,8 @@ from customers.models import (
     PurchaseStatus,
 )
 from customers.services import LineItemInput, PurchaseInput, customer_stats_refresh
+from customers.services.loyalty import points_earn_for_purchases
+from customers.services.loyalty.daily import tiers_recompute_all
 
 CUSTOMER_PREFIX = "demo-"
 PURCHASE_PREFIX = "demo-o-"
@@ -204,6 +207,7 @@ class SeedSummary:
     open_carts: int = 0
     nps_responses: int = 0
     products: int = 0
+    points_entries: int = 0
     seconds: float = 0.0
 
 
@@ -357,6 +361,7 @@ class DemoSeeder:
         for offset in range(0, len(self.customer_ids), STATS_BATCH):
             customer_stats_refresh(customer_ids=self.customer_ids[offset : offset + STATS_BATCH])
         self._carts_convert()
+        self._loyalty()
         self.summary.customers = len(profiles)
         self.summary.seconds = time.monotonic() - started
         return self.summary
@@ -552,6 +557,18 @@ class DemoSeeder:
         self.summary.purchase_items += len(items)
         self.summary.nps_responses += len(rows.nps)
 
+    def _loyalty(self) -> None:
+        """The loyalty state the rules leave, through the loyalty services: each customer in the
+        tier of their trailing spend (the nightly recompute), then the points of every completed
+        purchase still inside its expiry (earned at that tier; older ones earn none)."""
+        tiers_recompute_all(now=self.now)
+        completed = Purchase.objects.filter(customer_id__in=self.customer_ids, status=PurchaseStatus.COMPLETED)
+        purchase_ids = list(completed.order_by("pk").values_list("pk", flat=True))
+        for offset in range(0, len(purchase_ids), STATS_BATCH):
+            batch = purchase_ids[offset : offset + STATS_BATCH]
+            with transaction.atomic():
+                self.summary.points_entries += len(points_earn_for_purchases(purchase_ids=batch, now=self.now))
+
     def _carts_convert(self) -> None:
         """SPEC §2: a completed purchase by the customer after a cart's last update converts it.
 
@@ -610,7 +627,8 @@ class Command(BaseCommand):
             self.style.SUCCESS(
                 f"seed_demo: {summary.customers} customers, {summary.purchases} purchases "
                 f"({summary.purchase_items} items), {summary.carts} carts ({summary.open_carts} open), "
-                f"{summary.nps_responses} NPS answers, {summary.products} new products "
+                f"{summary.nps_responses} NPS answers, {summary.products} new products, "
+                f"{summary.points_entries} points earnings "
                 f"in {summary.seconds:.1f}s (seed {options['seed']})."
             )
         )
