@@ -3,6 +3,7 @@
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.db import OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -21,6 +22,24 @@ _CODES = {
     exceptions.UnsupportedMediaType: "unsupported_media_type",
     exceptions.Throttled: "throttled",
 }
+
+
+class Busy(exceptions.APIException):
+    """PostgreSQL gave up on the request to resolve a deadlock or a serialization conflict with a
+    concurrent one: it wrote nothing, and the same request again will most likely pass."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The request collided with a concurrent one and changed nothing; send it again."
+    default_code = "busy"
+    wait = 1
+
+
+# SQLSTATEs of a transaction PostgreSQL rolled back for contention: deadlock, serialization failure.
+_CONTENTION_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def _is_contention(exc: Exception) -> bool:
+    return isinstance(exc, OperationalError) and getattr(exc.__cause__, "sqlstate", None) in _CONTENTION_SQLSTATES
 
 
 class PayloadTooLarge(exceptions.APIException):
@@ -56,6 +75,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         return Response(exc.as_dict(), status=exc.status)
     if isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge()
+    elif _is_contention(exc):
+        exc = Busy()
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
