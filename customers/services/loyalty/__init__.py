@@ -29,7 +29,6 @@ from customers.services.loyalty.earning import (
     loyalty_after_purchases,
     loyalty_after_status_change,
     points_earn_for_purchases,
-    points_referral_for_purchases,
     points_welcome_for_customers,
 )
 from customers.services.loyalty.ledger import (
@@ -82,7 +81,6 @@ __all__ = [
     "points_bonus_grant",
     "points_earn_for_purchases",
     "points_redeem",
-    "points_referral_for_purchases",
     "points_review_bonus",
     "points_welcome_for_customers",
     "tiers_apply",

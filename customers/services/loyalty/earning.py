@@ -44,20 +44,6 @@ def points_earn_for_purchases(
     return credits_write([credit for credit in credits if credit.kind == PointsKind.EARN], at=now)
 
 
-def points_referral_for_purchases(
-    *, purchase_ids: Iterable[int], now: dt.datetime | None = None, program: Program | None = None
-) -> list[PointsEntry]:
-    """Credit the referrer when a referred customer's first completed purchase is recorded.
-
-    Once per referred customer, ever (key ``bonus:referral:<referred id>``); only a purchase
-    that is the customer's earliest completed one counts, so a referral claimed after the
-    customer had already bought earns nothing.
-    """
-    now = now or timezone.now()
-    credits = _purchase_credits(purchase_ids, now=now, program=program or loyalty_program_get())
-    return credits_write([credit for credit in credits if credit.kind == PointsKind.BONUS], at=now)
-
-
 # PostgreSQL: each completed purchase with its customer's tier and whether it releases a referral
 # bonus (the customer was referred by an active customer and has no earlier completed purchase;
 # the CASE probes for an earlier purchase only for such customers).
@@ -178,25 +164,22 @@ def _welcome_credits(customer_ids: Iterable[int], *, now: dt.datetime, program: 
 
 _LOCK_BUYERS = """
     SELECT id FROM customers_customer
-    WHERE id IN (
-        SELECT customer_id FROM customers_purchase WHERE id = ANY(%s) AND status = 'completed'
-        UNION ALL SELECT unnest(%s::bigint[])  -- not OR: that would scan every customer
-    )
+    WHERE id IN (SELECT customer_id FROM customers_purchase WHERE id = ANY(%s) AND status = 'completed')
     ORDER BY id FOR NO KEY UPDATE
 """
 
 
-def _buyers_lock(purchase_ids: list[int], customer_ids: list[int]) -> list[int]:
-    """Lock the customers of these completed purchases, and these customers, in id order (as
-    customers_lock does), finding them in the same statement; returns their ids."""
+def _buyers_lock(purchase_ids: list[int]) -> list[int]:
+    """Lock the customers of these completed purchases in id order (as customers_lock does),
+    finding them in the same statement; returns their ids."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute(_LOCK_BUYERS, [purchase_ids, customer_ids])
+            cursor.execute(_LOCK_BUYERS, [purchase_ids])
             return [row[0] for row in cursor.fetchall()]
     bought = Purchase.objects.filter(pk__in=purchase_ids, status=PurchaseStatus.COMPLETED).values("customer_id")
     return list(
         Customer.objects.select_for_update(no_key=True)
-        .filter(Q(pk__in=bought) | Q(pk__in=customer_ids))
+        .filter(pk__in=bought)
         .order_by("pk")
         .values_list("pk", flat=True)
     )
@@ -212,37 +195,29 @@ class LoyaltyOutcome:
 def loyalty_after_purchases(
     *,
     purchase_ids: Iterable[int],
-    new_customer_ids: Iterable[int] = (),
     now: dt.datetime | None = None,
     locked_buyer_ids: Iterable[int] | None = None,
 ) -> LoyaltyOutcome:
     """Everything loyalty does when purchases are recorded, for any number of them at once:
-    recompute the buyers' tiers, welcome bonuses for customers the purchases created, points
-    earned, and referral bonuses. Call it inside the transaction that stored the purchases.
-    Idempotent: calling it again for the same purchases changes nothing.
+    recompute the buyers' tiers, points earned, and referral bonuses (the welcome bonus comes
+    with the customer: customer_get_or_create_locked, the bulk ingest's customer step). Call it
+    inside the transaction that stored the purchases. Idempotent: calling it again for the same
+    purchases changes nothing.
 
     ``locked_buyer_ids``: the customers of these purchases, when the caller holds their locks
     already (the purchase services do); they are then not looked up and locked again.
     """
     ids = sorted(set(purchase_ids))
-    new_customer_ids = sorted(set(new_customer_ids))
-    if not ids and not new_customer_ids:
+    if not ids:
         return LoyaltyOutcome(0, 0, 0)
     now = now or timezone.now()
     program = loyalty_program_get()
-    if locked_buyer_ids is None:
-        buyers = _buyers_lock(ids, new_customer_ids)
-    else:
-        buyers = sorted(set(locked_buyer_ids) | set(customers_lock(new_customer_ids)))
+    buyers = _buyers_lock(ids) if locked_buyer_ids is None else sorted(set(locked_buyer_ids))
     moved = 0
     if buyers:
         moved = tiers_apply(customer_ids=buyers, program=program, now=now, cause=TierChange.Cause.PURCHASE)
-    # One write for all of them: each customer's balance moves once, welcome bonus first.
-    written = credits_append(
-        _welcome_credits(new_customer_ids, now=now, program=program) + _purchase_credits(ids, now=now, program=program),
-        at=now,
-        locked=buyers,
-    )
+    # One write for earnings and referral bonuses: each customer's balance moves once.
+    written = credits_append(_purchase_credits(ids, now=now, program=program), at=now, locked=buyers)
     return LoyaltyOutcome(
         earned=sum(entry.credit.points for entry in written if entry.credit.kind == PointsKind.EARN),
         bonuses=sum(entry.credit.points for entry in written if entry.credit.kind == PointsKind.BONUS),
