@@ -1,7 +1,6 @@
 """Loyalty in the admin: the program's settings page (one record, tiers inline), the tier history,
 and the "adjust points" page on a customer. Writes go through the loyalty services."""
 
-import logging
 import uuid
 from typing import Any
 
@@ -9,7 +8,6 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -22,9 +20,8 @@ from customers.services.loyalty import (
     loyalty_tiers_validate,
     points_adjust,
 )
+from customers.services.loyalty.daily import tiers_recompute_after_commit
 from retention_crm.errors import ApplicationError
-
-logger = logging.getLogger(__name__)
 
 ADJUST_PERMISSION = "customers.adjust_points"
 
@@ -61,15 +58,6 @@ class LoyaltyTierInline(admin.TabularInline):
     min_num = 1
 
 
-def _enqueue_tier_recompute() -> None:
-    from customers.tasks import loyalty_recompute_tiers
-
-    try:
-        loyalty_recompute_tiers.delay()
-    except Exception:  # the broker being down must not lose the settings; the daily run catches up
-        logger.warning("loyalty.tier_recompute.enqueue_failed", exc_info=True)
-
-
 @admin.register(LoyaltyProgram)
 class LoyaltyProgramAdmin(admin.ModelAdmin):
     """One settings record: the list page opens it directly; it cannot be added or deleted."""
@@ -97,8 +85,7 @@ class LoyaltyProgramAdmin(admin.ModelAdmin):
     def save_related(self, request: HttpRequest, form, formsets, change: bool) -> None:
         super().save_related(request, form, formsets, change)
         if any(formset.has_changed() for formset in formsets):
-            # Customers move to the new tiers in the background, not inside this request.
-            transaction.on_commit(_enqueue_tier_recompute)
+            tiers_recompute_after_commit()
             self.message_user(request, "Tiers changed: customers are being moved to their new tiers.", messages.INFO)
 
 

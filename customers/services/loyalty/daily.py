@@ -128,6 +128,21 @@ def tiers_recompute_all(*, now: dt.datetime | None = None, batch_size: int = TIE
     return moved
 
 
+def tiers_recompute_after_commit() -> None:
+    """Staff changed the tier table: once this transaction commits, every customer moves to their
+    new tier in the background (a task), not inside the staff member's request."""
+    transaction.on_commit(_tiers_recompute_enqueue)
+
+
+def _tiers_recompute_enqueue() -> None:
+    from customers.tasks import loyalty_recompute_tiers  # the tasks module imports these services
+
+    try:
+        loyalty_recompute_tiers.delay()
+    except Exception:  # the broker being down must not lose the settings; the daily run catches up
+        logger.warning("loyalty.tier_recompute.enqueue_failed", exc_info=True)
+
+
 def _is_leap(year: int) -> bool:
     return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
 
