@@ -5,30 +5,31 @@ Seeding is idempotent: a schedule that exists (perhaps moved or disabled by staf
 
 from typing import Any
 
-from retention_crm.schedules import DailySchedule, daily_schedules_ensure
+from retention_crm.schedules import Schedule, schedules_ensure
+
+SCHEDULE_QUEUE = "metrics"
 
 # Store time, after the loyalty passes (00:05-00:30), so scores see the night's tier changes settled.
 METRICS_SCHEDULES = (
-    DailySchedule(
-        "metrics: refresh customer scores",
-        "metrics.refresh_customer_scores",
-        1,
-        0,
-        "Recomputes every customer's RFM scores and churn risk (BG/NBD fitted on the shop's history).",
+    Schedule(
+        name="metrics: refresh customer scores",
+        task="metrics.refresh_customer_scores",
+        queue=SCHEDULE_QUEUE,
+        hour=1,
+        minute=0,
+        description="Recomputes every customer's RFM scores and churn risk (BG/NBD fitted on the shop's history).",
     ),
-    DailySchedule(
-        "metrics: daily snapshot",
-        "metrics.take_daily_snapshots",
-        1,
-        30,
-        "Stores yesterday's headline figures (CRR, churn, orders, NPS) for the trend charts.",
+    Schedule(
+        name="metrics: daily snapshot",
+        task="metrics.take_daily_snapshots",
+        queue=SCHEDULE_QUEUE,
+        hour=1,
+        minute=30,
+        description="Stores yesterday's headline figures (CRR, churn, orders, NPS) for the trend charts.",
     ),
 )
-SCHEDULE_QUEUE = "metrics"
 
 
 def metrics_schedules_ensure(*, periodic_task_model: Any = None, crontab_model: Any = None) -> int:
     """Create the metrics beat schedules that do not exist yet; returns how many were created."""
-    return daily_schedules_ensure(
-        METRICS_SCHEDULES, queue=SCHEDULE_QUEUE, periodic_task_model=periodic_task_model, crontab_model=crontab_model
-    )
+    return schedules_ensure(METRICS_SCHEDULES, periodic_task_model=periodic_task_model, crontab_model=crontab_model)
