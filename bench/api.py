@@ -36,6 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "retention_crm.settings")
 
+from bench.report import performance_section_write  # noqa: E402
+
 BULK_SIZE = 1_000
 GUNICORN_WORKERS = int(os.environ.get("BENCH_GUNICORN_WORKERS", 4))
 GUNICORN_THREADS = int(os.environ.get("BENCH_GUNICORN_THREADS", 1))
@@ -46,9 +48,6 @@ WRK_CONNECTIONS = 16
 # how long the rest of the cycle takes (the answer itself), and the pause is set so the
 # connections together send the asked rate.
 CALIBRATION_SECONDS = 5
-DOC = ROOT / "docs" / "PERFORMANCE.md"
-SECTION_START = "<!-- api:start -->"
-SECTION_END = "<!-- api:end -->"
 
 
 def free_port() -> int:
@@ -269,16 +268,6 @@ def run_paced(port: int, script: str, params: dict, *, rate: int, duration: int)
     return run_wrk(port, script % {**params, "delay": delay}, duration)
 
 
-def write_section(text: str) -> None:
-    doc = DOC.read_text() if DOC.exists() else "# Performance\n"
-    block = f"{SECTION_START}\n{text.rstrip()}\n{SECTION_END}"
-    if SECTION_START in doc:
-        doc = re.sub(rf"{re.escape(SECTION_START)}.*?{re.escape(SECTION_END)}", lambda _: block, doc, flags=re.S)
-    else:
-        doc = doc.rstrip() + "\n\n" + block + "\n"
-    DOC.write_text(doc)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--customers", type=int, default=200_000)
@@ -362,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(table)
     if args.write_doc:
-        write_section(table)
+        performance_section_write("api", table)
     return 0
 
 

@@ -24,7 +24,6 @@ import argparse
 import datetime as dt
 import gc
 import os
-import re
 import resource
 import signal
 import subprocess
@@ -46,14 +45,12 @@ from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
+from bench.report import performance_section_write  # noqa: E402
 from campaigns.models import Campaign, ContactPolicy, Message  # noqa: E402
 from campaigns.services import campaign_create, campaign_evaluate  # noqa: E402
 from campaigns.sql import epoch_us  # noqa: E402
 from retention_crm.celery import app  # noqa: E402
 
-DOC = ROOT / "docs" / "PERFORMANCE.md"
-SECTION_START = "<!-- campaigns:start -->"
-SECTION_END = "<!-- campaigns:end -->"
 BENCH_PREFIX = "bench campaign"
 MEMORY_AUDIENCES = (95, 120, 200, None)  # max_inactive_days: small to all lapsed customers
 SEND_BROKER_DEFAULT = "redis://127.0.0.1:6379/14"
@@ -260,16 +257,6 @@ def cleanup() -> None:
     vacuum()
 
 
-def write_section(text: str) -> None:
-    doc = DOC.read_text() if DOC.exists() else "# Performance\n"
-    block = f"{SECTION_START}\n{text.rstrip()}\n{SECTION_END}"
-    if SECTION_START in doc:
-        doc = re.sub(rf"{re.escape(SECTION_START)}.*?{re.escape(SECTION_END)}", lambda _: block, doc, flags=re.S)
-    else:
-        doc = doc.rstrip() + "\n\n" + block + "\n"
-    DOC.write_text(doc)
-
-
 def report(evaluation: dict, memory: list, send: dict | None, customers: int, purchases: int) -> str:
     bound_s, eval_s = evaluation["bound"][0], evaluation["evaluate"][0]
     lines = [
@@ -354,7 +341,7 @@ def main() -> None:
     text = report(evaluation, memory, send, customers, purchases)
     print(text)
     if not args.no_write:
-        write_section(text)
+        performance_section_write("campaigns", text)
 
 
 if __name__ == "__main__":

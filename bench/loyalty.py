@@ -26,7 +26,6 @@ locks or running balances.
 import argparse
 import datetime as dt
 import os
-import re
 import resource
 import sys
 import time
@@ -38,9 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "retention_crm.settings")
 
-DOC = ROOT / "docs" / "PERFORMANCE.md"
-SECTION_START = "<!-- loyalty:start -->"
-SECTION_END = "<!-- loyalty:end -->"
+from bench.report import performance_section_write  # noqa: E402
+
 PREFIX = "bench-loyalty"
 MANY_ACCOUNTS = 1_000
 HOT_POINTS = 50_000_000
@@ -330,16 +328,6 @@ def vacuum() -> None:
 # --- Report -----------------------------------------------------------------------------------------
 
 
-def write_section(text: str) -> None:
-    doc = DOC.read_text() if DOC.exists() else "# Performance\n"
-    block = f"{SECTION_START}\n{text.rstrip()}\n{SECTION_END}"
-    if SECTION_START in doc:
-        doc = re.sub(rf"{re.escape(SECTION_START)}.*?{re.escape(SECTION_END)}", lambda _: block, doc, flags=re.S)
-    else:
-        doc = doc.rstrip() + "\n\n" + block + "\n"
-    DOC.write_text(doc)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", type=int, default=8, help="redeeming processes (one connection each)")
@@ -406,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(table)
     if args.write_doc:
-        write_section(f"{SECTION_INTRO}\n{table}\n{SECTION_NOTES}")
+        performance_section_write("loyalty", f"{SECTION_INTRO}\n{table}\n{SECTION_NOTES}")
     return 0
 
 
