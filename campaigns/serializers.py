@@ -4,6 +4,7 @@ API and the admin); the write serializer describes the shape for the OpenAPI sch
 from rest_framework import serializers
 
 from campaigns.models import Campaign, CampaignStatus, MessageStatus, Trigger
+from campaigns.services.campaigns import CAMPAIGN_FIELDS
 from customers.models import Channel
 
 
@@ -13,23 +14,7 @@ class CampaignSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Campaign
-        fields = [
-            "id",
-            "name",
-            "trigger",
-            "channel",
-            "status",
-            "subject",
-            "body",
-            "params",
-            "audience",
-            "offer",
-            "holdout_percent",
-            "attribution_days",
-            "created_at",
-            "updated_at",
-            "last_evaluated_at",
-        ]
+        fields = ["id", *CAMPAIGN_FIELDS, "created_at", "updated_at", "last_evaluated_at"]
         read_only_fields = fields
 
 
