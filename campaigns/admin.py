@@ -41,6 +41,7 @@ from campaigns.services import (
 from campaigns.triggers import TRIGGERS
 from customers.models import Channel
 from retention_crm.errors import ApplicationError
+from retention_crm.readonly_admin import ReadOnlyAdminMixin
 
 RUN_PERMISSION = "campaigns.run_campaign"
 SEND_TEST_PERMISSION = "campaigns.send_test_campaign"
@@ -443,7 +444,7 @@ def send_test_view(model_admin: CampaignAdmin, request: HttpRequest, object_id: 
 
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
+class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("uuid", "campaign", "customer", "channel", "status", "reason", "send_at", "sent_at")
     list_filter = ("status", "channel", "reason", "campaign")
     search_fields = ("uuid", "customer__external_id", "dedupe_key")
@@ -452,32 +453,14 @@ class MessageAdmin(admin.ModelAdmin):
     show_full_result_count = False
     readonly_fields = [field.name for field in Message._meta.fields]
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
 
 @admin.register(Attribution)
-class AttributionAdmin(admin.ModelAdmin):
+class AttributionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("purchase", "campaign", "message", "attributed_at")
     list_filter = ("campaign",)
     list_select_related = ("purchase", "campaign", "message")
     readonly_fields = ("purchase", "message", "campaign", "attributed_at")
     show_full_result_count = False
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(ContactPolicy)

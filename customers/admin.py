@@ -28,6 +28,7 @@ from customers.services import customer_changes_clean, customer_upsert, purchase
 from customers.services.customers import PERSONAL_FIELDS
 from metrics import selectors as metrics_selectors
 from retention_crm.errors import ApplicationError
+from retention_crm.readonly_admin import ReadOnlyAdminMixin
 
 EDITABLE_CUSTOMER_FIELDS = PERSONAL_FIELDS
 CUSTOMER_STATS_FIELDS = (
@@ -40,19 +41,6 @@ CUSTOMER_STATS_FIELDS = (
     "created_at",
     "erased_at",
 )
-
-
-class ReadOnlyAdminMixin:
-    """History that must never change from the UI: view only, for everybody."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 # --- Customer list filters --------------------------------------------------------------------

@@ -12,19 +12,11 @@ from metrics.dashboard import dashboard_build
 from metrics.models import CustomerScore, DailySnapshot, Dashboard
 from metrics.periods import parse_period, parse_window
 from retention_crm.errors import ApplicationError
+from retention_crm.readonly_admin import ReadOnlyAdminMixin
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Derived data: recomputed by the nightly tasks, never edited by hand."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Dashboard)
