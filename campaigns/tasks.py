@@ -7,10 +7,8 @@ database decides (unique dedupe keys, conditional claims), never the task.
 
 import logging
 from dataclasses import asdict
-from typing import Any
 
 from celery import shared_task
-from django.db import InterfaceError, OperationalError
 from kombu.exceptions import OperationalError as BrokerError
 
 from campaigns.models import Campaign, CampaignStatus
@@ -21,6 +19,7 @@ from campaigns.services import (
     messages_requeue_stale,
     messages_send_batch,
 )
+from retention_crm.celery import retrying_task_options
 from retention_crm.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
@@ -35,26 +34,12 @@ SEND_TIME_LIMIT = 300
 # the dispatcher (every minute) carries on after that.
 MAX_SEND_HOPS = 200
 
-TRIGGERS_TASK_KWARGS: dict[str, Any] = {
-    "queue": "triggers",
-    "autoretry_for": (OperationalError, InterfaceError),
-    "retry_backoff": True,
-    "retry_backoff_max": 300,
-    "retry_jitter": True,
-    "max_retries": 5,
-    "soft_time_limit": EVALUATE_SOFT_TIME_LIMIT,
-    "time_limit": EVALUATE_TIME_LIMIT,
-}
-SENDS_TASK_KWARGS: dict[str, Any] = {
-    "queue": "sends",
-    "autoretry_for": (OperationalError, InterfaceError),
-    "retry_backoff": True,
-    "retry_backoff_max": 120,
-    "retry_jitter": True,
-    "max_retries": 5,
-    "soft_time_limit": SEND_SOFT_TIME_LIMIT,
-    "time_limit": SEND_TIME_LIMIT,
-}
+TRIGGERS_TASK_KWARGS = retrying_task_options(
+    queue="triggers", retry_backoff_max=300, soft_time_limit=EVALUATE_SOFT_TIME_LIMIT, time_limit=EVALUATE_TIME_LIMIT
+)
+SENDS_TASK_KWARGS = retrying_task_options(
+    queue="sends", retry_backoff_max=120, soft_time_limit=SEND_SOFT_TIME_LIMIT, time_limit=SEND_TIME_LIMIT
+)
 
 
 @shared_task(name="campaigns.evaluate_active", **TRIGGERS_TASK_KWARGS)

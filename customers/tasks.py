@@ -5,26 +5,18 @@ so a retry after a lost connection or a worker killed mid-pass finishes the work
 """
 
 from dataclasses import asdict
-from typing import Any
 
 from celery import shared_task
-from django.db import InterfaceError, OperationalError
 
 from customers.services.loyalty.daily import points_birthday_bonuses, points_expire_due, tiers_recompute_all
+from retention_crm.celery import retrying_task_options
 
 # The daily passes walk every customer in batches; give them more than the default time limits.
 DAILY_PASS_SOFT_TIME_LIMIT = 3_600
 DAILY_PASS_TIME_LIMIT = 3_900
-DEFAULT_QUEUE_TASK_KWARGS: dict[str, Any] = {
-    "queue": "default",
-    "autoretry_for": (OperationalError, InterfaceError),
-    "retry_backoff": True,
-    "retry_backoff_max": 600,
-    "retry_jitter": True,
-    "max_retries": 5,
-    "soft_time_limit": DAILY_PASS_SOFT_TIME_LIMIT,
-    "time_limit": DAILY_PASS_TIME_LIMIT,
-}
+DEFAULT_QUEUE_TASK_KWARGS = retrying_task_options(
+    queue="default", retry_backoff_max=600, soft_time_limit=DAILY_PASS_SOFT_TIME_LIMIT, time_limit=DAILY_PASS_TIME_LIMIT
+)
 
 
 @shared_task(name="loyalty.expire_points", **DEFAULT_QUEUE_TASK_KWARGS)

@@ -7,24 +7,17 @@ row per day), so a retry after a lost connection or a killed worker just does th
 from typing import Any
 
 from celery import shared_task
-from django.db import InterfaceError, OperationalError
 
 from metrics.churn_risk import customer_scores_refresh
 from metrics.snapshots import snapshots_fill
+from retention_crm.celery import retrying_task_options
 
 # At a million customers the refresh reads ten million purchases and fits a model: minutes, not seconds.
 NIGHTLY_SOFT_TIME_LIMIT = 3_600
 NIGHTLY_TIME_LIMIT = 3_900
-METRICS_TASK_KWARGS: dict[str, Any] = {
-    "queue": "metrics",
-    "autoretry_for": (OperationalError, InterfaceError),
-    "retry_backoff": True,
-    "retry_backoff_max": 600,
-    "retry_jitter": True,
-    "max_retries": 5,
-    "soft_time_limit": NIGHTLY_SOFT_TIME_LIMIT,
-    "time_limit": NIGHTLY_TIME_LIMIT,
-}
+METRICS_TASK_KWARGS = retrying_task_options(
+    queue="metrics", retry_backoff_max=600, soft_time_limit=NIGHTLY_SOFT_TIME_LIMIT, time_limit=NIGHTLY_TIME_LIMIT
+)
 
 
 @shared_task(name="metrics.refresh_customer_scores", **METRICS_TASK_KWARGS)
