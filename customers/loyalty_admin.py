@@ -22,6 +22,7 @@ from customers.services.loyalty import (
 )
 from customers.services.loyalty.daily import tiers_recompute_after_commit
 from retention_crm.errors import ApplicationError
+from retention_crm.readonly_admin import ReadOnlyAdminMixin
 
 ADJUST_PERMISSION = "customers.adjust_points"
 
@@ -90,21 +91,12 @@ class LoyaltyProgramAdmin(admin.ModelAdmin):
 
 
 @admin.register(TierChange)
-class TierChangeAdmin(admin.ModelAdmin):
+class TierChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("customer", "from_tier", "to_tier", "trailing_spend", "cause", "changed_at")
     list_filter = ("cause", "to_tier")
     search_fields = ("customer__external_id",)
     list_select_related = ("customer",)
     show_full_result_count = False
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 # --- Adjusting a customer's points ----------------------------------------------------------------
