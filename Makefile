@@ -12,27 +12,44 @@ TEST_BROKER_URL ?= redis://127.0.0.1:6379/0
 BENCH_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/retention_crm_bench
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test lint format bench browser venv clean
+.PHONY: run demo db-start db-stop test lint format bench browser venv clean
 
-$(BIN)/.installed: requirements.txt requirements-dev.txt
+# The demo needs only the runtime requirements; tests and linters add the development ones.
+$(BIN)/.installed-run: requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(BIN)/.installed: $(BIN)/.installed-run requirements-dev.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
 venv: $(BIN)/.installed
 
-## run: the embedded demo (SQLite, filesystem broker) with web, worker and beat
-run: venv
+## run: the demo with web, worker and beat; with no DATABASE_URL on the embedded PostgreSQL (var/postgres)
+run: $(BIN)/.installed-run
+	@if [ -n "$$DATABASE_URL" ]; then $(MAKE) --no-print-directory demo; \
+	else $(BIN)/python -m retention_crm.embedded_postgres run -- $(MAKE) --no-print-directory demo; fi
+
+# What `make run` does once the database is up: migrate, seed once, the demo admin, then the
+# three processes under one runner.
+demo: $(BIN)/.installed-run
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py seed_demo --if-empty
 	$(BIN)/python manage.py create_demo_admin
 	@echo ""
 	@echo "  Admin:    http://127.0.0.1:$(PORT)/admin/   (demo / demo)"
 	@echo "  API docs: http://127.0.0.1:$(PORT)/api/docs/"
-	@echo "  Ctrl-C stops web, worker and beat."
+	@echo "  Ctrl-C stops web, worker, beat and the database."
 	@echo ""
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho start -f Procfile
+
+## db-start / db-stop: the embedded PostgreSQL alone (for manage.py commands without the demo)
+db-start: $(BIN)/.installed-run
+	$(BIN)/python -m retention_crm.embedded_postgres start
+
+db-stop: $(BIN)/.installed-run
+	$(BIN)/python -m retention_crm.embedded_postgres stop
 
 ## browser: Debian's chromium for the browser tests (installed once)
 browser:

@@ -41,6 +41,7 @@ import django  # noqa: E402
 
 django.setup()
 
+from django.conf import settings  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 from django.utils import timezone  # noqa: E402
@@ -308,8 +309,8 @@ def main() -> None:
     parser.add_argument("--broker", default=os.environ.get("CELERY_BROKER_URL", SEND_BROKER_DEFAULT))
     parser.add_argument("--no-write", action="store_true", help="print the table, leave docs/PERFORMANCE.md alone")
     args = parser.parse_args()
-    if connection.vendor != "postgresql":
-        raise SystemExit("Set DATABASE_URL to the benchmark's PostgreSQL database.")
+    if settings.EMBEDDED_DATABASE:
+        raise SystemExit("Set DATABASE_URL to the benchmark's PostgreSQL database (not the embedded demo's).")
     call_command("migrate", "campaigns", verbosity=0)
     with connection.cursor() as cursor:
         cursor.execute("SELECT (SELECT count(*) FROM customers_customer), (SELECT count(*) FROM customers_purchase)")

@@ -536,8 +536,8 @@ def main(argv: list[str] | None = None) -> int:
     from django.core.management import call_command
     from django.db import connection
 
-    if connection.vendor != "postgresql":
-        parser.error("the benchmark data set is PostgreSQL only; set DATABASE_URL to a postgres:// URL")
+    if settings.EMBEDDED_DATABASE:
+        parser.error("set DATABASE_URL to the benchmark's PostgreSQL database (not the embedded demo's)")
     call_command("migrate", verbosity=0)
     connection.ensure_connection()
     started = time.monotonic()

@@ -1,9 +1,9 @@
 """Settings, all read from the environment.
 
-With nothing set the project runs embedded for a demo on a bare machine: SQLite and Celery's
-filesystem transport, both under ``var/``. ``DATABASE_URL`` and ``CELERY_BROKER_URL`` switch it to
-PostgreSQL and Redis (or RabbitMQ). Production secrets have no default: once ``DEBUG`` is off,
-``SECRET_KEY`` must be given.
+With nothing set the project runs embedded for a demo on a bare machine: a PostgreSQL server from
+a pip-installed wheel and Celery's filesystem transport, both under ``var/``. ``DATABASE_URL`` and
+``CELERY_BROKER_URL`` point it at your PostgreSQL and Redis (or RabbitMQ). Production secrets have
+no default: once ``DEBUG`` is off, ``SECRET_KEY`` must be given.
 """
 
 from pathlib import Path
@@ -12,10 +12,12 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Exchange, Queue
 
+from retention_crm import embedded_postgres
+
 env = environ.Env()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))
+VAR_DIR = embedded_postgres.var_dir()  # VAR_DIR, by default var/ in the checkout
 
 DEBUG = env.bool("DEBUG", default=True)
 
@@ -28,7 +30,8 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
-SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# Links in messages point at the port the demo serves on unless a public address is given.
+SITE_URL = env.str("SITE_URL", default=f"http://127.0.0.1:{env.int('PORT', default=8000)}").rstrip("/")
 STORE_CURRENCY = env.str("STORE_CURRENCY", default="USD").upper()
 
 INSTALLED_APPS = [
@@ -80,20 +83,22 @@ TEMPLATES = [
 ]
 
 # --- Database -----------------------------------------------------------------------------------
+# PostgreSQL only: one SQL dialect everywhere. With no DATABASE_URL the embedded server under
+# var/postgres/ (started by `make run`, see retention_crm/embedded_postgres.py) is the database.
 VAR_DIR.mkdir(parents=True, exist_ok=True)
-DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}")}
+if env.str("DATABASE_URL", default=""):
+    DATABASES = {"default": env.db("DATABASE_URL")}
+    if "postgresql" not in DATABASES["default"]["ENGINE"]:
+        raise ImproperlyConfigured(
+            f"DATABASE_URL must point at PostgreSQL (postgres://user:pass@host:5432/name), not "
+            f"{DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]}. Leave it unset for the embedded PostgreSQL."
+        )
+    EMBEDDED_DATABASE = False
+else:
+    DATABASES = {"default": embedded_postgres.Server(VAR_DIR / "postgres").connection_settings()}
+    EMBEDDED_DATABASE = True
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    # The embedded demo shares one file between web, worker and beat: wait for locks, don't fail.
-    DATABASES["default"]["OPTIONS"] = {
-        "timeout": 30,
-        "transaction_mode": "IMMEDIATE",
-        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-    }
-    # The covering purchase index's INCLUDE columns are a PostgreSQL speed-up; SQLite builds the
-    # index without them, which is all the demo needs.
-    SILENCED_SYSTEM_CHECKS = ["models.W040"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Internationalisation and time ---------------------------------------------------------------

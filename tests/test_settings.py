@@ -6,8 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 PROBE = (
     "import json, django; django.setup(); from django.conf import settings as s; "
@@ -36,10 +34,10 @@ def probe(env: dict[str, str]) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_no_environment_means_embedded_sqlite_and_filesystem_broker(tmp_path):
+def test_no_environment_means_embedded_postgresql_and_filesystem_broker(tmp_path):
     config = probe({"VAR_DIR": str(tmp_path)})
-    assert config["engine"] == "django.db.backends.sqlite3"
-    assert config["name"] == str(tmp_path / "db.sqlite3")
+    assert config["engine"] == "django.db.backends.postgresql"
+    assert config["name"] == "retention_crm"
     assert config["broker"] == "filesystem://"
     assert config["transport"]["data_folder_in"].startswith(str(tmp_path))
     # kombu keeps its exchange table in ./control unless told otherwise; it belongs under var/ too.
@@ -95,14 +93,8 @@ def test_check_deploy_is_clean_under_production_settings(tmp_path):
     assert "no issues" in result.stdout
 
 
-@pytest.mark.parametrize("command", [["migrate", "--noinput"], ["check"]])
-def test_embedded_mode_migrates_and_checks_on_sqlite(tmp_path, command):
-    result = run_python("", {"VAR_DIR": str(tmp_path)}, "manage.py", *command)
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
-def test_the_embedded_demo_passes_the_system_checks_without_warnings(tmp_path):
-    # Model checks that depend on the database run only with --database.
-    result = run_python("", {"VAR_DIR": str(tmp_path)}, "manage.py", "check", "--database", "default")
-    assert result.returncode == 0, result.stderr
-    assert "no issues" in result.stdout + result.stderr, result.stdout + result.stderr
+def test_site_url_follows_the_port_the_demo_serves_on(tmp_path):
+    code = "import django; django.setup(); from django.conf import settings as s; print(s.SITE_URL)"
+    assert run_python(code, {"VAR_DIR": str(tmp_path), "PORT": "8123"}).stdout.strip() == "http://127.0.0.1:8123"
+    given = {"VAR_DIR": str(tmp_path), "PORT": "8123", "SITE_URL": "https://crm.example.com/"}
+    assert run_python(code, given).stdout.strip() == "https://crm.example.com"
