@@ -1,11 +1,9 @@
 """Reads: the customer 360 and customer lists."""
 
 import datetime as dt
-import json
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connection
 from django.db.models import Exists, OuterRef, Q, QuerySet, prefetch_related_objects
 from django.utils import timezone
 
@@ -126,9 +124,7 @@ def customers_by_last_purchase(
 
 def customers_with_tag(*, tag: str, queryset: QuerySet[Customer] | None = None) -> QuerySet[Customer]:
     queryset = Customer.objects.all() if queryset is None else queryset
-    if connection.vendor == "postgresql":
-        return queryset.filter(tags__contains=[tag])  # jsonb @> uses the JSON structure, not text
-    return queryset.filter(tags__icontains=json.dumps(tag))  # SQLite (embedded demo): match the JSON text
+    return queryset.filter(tags__contains=[tag])  # jsonb @> uses the JSON structure, not text
 
 
 def customer_list() -> QuerySet[Customer]:

@@ -36,7 +36,7 @@ from scipy import optimize, special
 from metrics.models import ChurnModel, CustomerScore
 from metrics.periods import store_tz
 from metrics.retention import completed_purchases
-from metrics.rfm import recency_days, scored_sql
+from metrics.rfm import scored_sql
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,6 @@ MIN_FIT_REPEAT_CUSTOMERS = 30
 LATE_FACTOR = 3.0
 DEFAULT_INTERVAL_DAYS = 90.0  # the usual interval when a shop has no repeat buyer at all
 LOG_PARAM_BOUNDS = (-12.0, 12.0)  # e^±12: far beyond any plausible rate, scale or shape
-SCORE_WRITE_BATCH = 50_000  # rows per statement on the generic (non-PostgreSQL) write path
 
 
 @dataclass(frozen=True)
@@ -212,10 +211,7 @@ def customer_scores_refresh(*, as_of: dt.datetime | None = None) -> RefreshResul
     computed_at = as_of or timezone.now()
     summary = purchase_summary(as_of=computed_at)
     scores = churn_scores(summary.frequency, summary.recency, summary.T)
-    if connection.vendor == "postgresql":
-        _write_postgresql(summary, scores, computed_at)
-    else:
-        _write_generic(summary, scores, computed_at)
+    _write_scores(summary, scores, computed_at)
     CustomerScore.objects.filter(computed_at__lt=computed_at).delete()
     result = RefreshResult(
         customers=len(summary.customer_id),
@@ -236,7 +232,7 @@ SCORE_COLUMNS = (
 )
 
 
-def _write_postgresql(summary: PurchaseSummary, scores: ChurnScores, computed_at: dt.datetime) -> None:
+def _write_scores(summary: PurchaseSummary, scores: ChurnScores, computed_at: dt.datetime) -> None:
     """One INSERT ... SELECT joining the RFM query to the churn arrays (unnest) ON CONFLICT DO UPDATE."""
     rfm, rfm_params = scored_sql(as_of=computed_at)
     table = CustomerScore._meta.db_table
@@ -267,42 +263,3 @@ def _write_postgresql(summary: PurchaseSummary, scores: ChurnScores, computed_at
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-
-
-def _write_generic(summary: PurchaseSummary, scores: ChurnScores, computed_at: dt.datetime) -> None:
-    """The embedded demo's SQLite has no arrays: build the rows in Python, upsert in batches."""
-    sql, params = scored_sql(as_of=computed_at)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rfm_rows = {row[0]: row for row in cursor.fetchall()}
-    position = {customer_id: i for i, customer_id in enumerate(summary.customer_id.tolist())}
-    objects = []
-    for customer_id, (_, _, last_at, frequency, monetary, r, f, m, segment) in rfm_rows.items():
-        i = position.get(customer_id)
-        if i is None:
-            continue
-        last = dt.datetime.fromisoformat(last_at) if isinstance(last_at, str) else last_at
-        last = last if last.tzinfo else last.replace(tzinfo=dt.UTC)
-        objects.append(
-            CustomerScore(
-                customer_id=customer_id,
-                churn_risk=float(scores.churn_risk[i]),
-                p_alive=None if np.isnan(scores.p_alive[i]) else float(scores.p_alive[i]),
-                churn_model=ChurnModel.BGNBD if scores.uses_bgnbd[i] else ChurnModel.RHYTHM,
-                recency_days=max(recency_days(last, computed_at), 0),
-                frequency=frequency,
-                monetary=monetary,
-                r_score=r,
-                f_score=f,
-                m_score=m,
-                rfm_segment=segment,
-                computed_at=computed_at,
-            )
-        )
-    CustomerScore.objects.bulk_create(
-        objects,
-        batch_size=SCORE_WRITE_BATCH,
-        update_conflicts=True,
-        unique_fields=["customer"],
-        update_fields=[c for c in SCORE_COLUMNS.split(", ") if c != "customer_id"],
-    )

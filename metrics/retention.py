@@ -67,7 +67,7 @@ def completed_purchases(customer_ids: CustomerIds | None = None) -> QuerySet[Pur
 
 
 def _flag(condition: Q) -> Max:
-    """1 if any of the customer's rows meets the condition (bool_or, written so SQLite runs it too)."""
+    """1 if any of the customer's rows meets the condition (the ORM's portable spelling of bool_or)."""
     return Max(Case(When(condition, then=Value(1)), default=Value(0), output_field=IntegerField()))
 
 

@@ -92,8 +92,7 @@ def scored_sql(*, as_of: dt.datetime, customer_ids: CustomerIds | None = None) -
     """SELECT id, external_id, last_at, frequency, monetary, r, f, m, segment for every scored customer.
 
     Plain SQL around the ORM's source query: window results can be neither grouped nor filtered
-    in the SELECT that computes them, and the segment needs all three. Every construct here
-    (NTILE, CASE, integer division) runs on PostgreSQL and on the embedded demo's SQLite.
+    in the SELECT that computes them, and the segment needs all three.
     """
     source, params = _source_sql(as_of=as_of, customer_ids=customer_ids)
     scored = (
@@ -143,13 +142,6 @@ def recency_days(last: dt.datetime, as_of: dt.datetime) -> int:
     return (as_of.astimezone(tz).date() - last.astimezone(tz).date()).days
 
 
-def _aware(value: Any) -> dt.datetime:
-    # Raw cursors on SQLite return text; on PostgreSQL an aware datetime.
-    if isinstance(value, str):
-        value = dt.datetime.fromisoformat(value)
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-
-
 def segment_counts(*, as_of: dt.datetime, customer_ids: CustomerIds | None = None) -> dict[str, int]:
     """Customers per segment (every segment present, zeros included), in two queries."""
     sql, params = scored_sql(as_of=as_of, customer_ids=customer_ids)
@@ -179,8 +171,8 @@ def scored_page(
     return [
         RfmRow(
             external_id=external_id,
-            last_purchase_at=_aware(last),
-            recency_days=recency_days(_aware(last), as_of),
+            last_purchase_at=last,
+            recency_days=recency_days(last, as_of),
             frequency=frequency,
             monetary=Decimal(monetary).quantize(Decimal("0.01")),
             r=r,

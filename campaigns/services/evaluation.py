@@ -31,7 +31,7 @@ from campaigns.services.campaigns import campaign_get
 from campaigns.sql import Sql, all_of, quiet_release, value
 from campaigns.triggers import EvaluationContext, trigger_get
 from customers.models import Channel
-from retention_crm.errors import ApplicationError, Conflict
+from retention_crm.errors import Conflict
 
 logger = logging.getLogger(__name__)
 
@@ -243,15 +243,8 @@ def evaluation_sql(*, campaign: Campaign, policy: Policy, now: dt.datetime) -> S
 def campaign_evaluate(*, campaign_id: int, now: dt.datetime | None = None) -> EvaluationResult:
     """Create the messages the campaign's trigger selects at ``now``; returns what this run created.
 
-    Idempotent per dedupe key: a second run, or a concurrent one, creates nothing twice. Needs
-    PostgreSQL (the statement uses its time zone, hashing and ON CONFLICT features).
+    Idempotent per dedupe key: a second run, or a concurrent one, creates nothing twice.
     """
-    if connection.vendor != "postgresql":
-        raise ApplicationError(
-            "Campaign evaluation needs PostgreSQL (set DATABASE_URL); the embedded SQLite demo cannot run it.",
-            code="unsupported_database",
-            status=409,
-        )
     now = now or timezone.now()
     campaign = campaign_get(campaign_id=campaign_id)
     statement = evaluation_sql(campaign=campaign, policy=contact_policy_get(), now=now)

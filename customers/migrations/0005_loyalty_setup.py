@@ -51,61 +51,29 @@ DROP TRIGGER IF EXISTS customers_pointsentry_lots_only_shrink ON {LEDGER};
 DROP FUNCTION IF EXISTS customers_pointsentry_append_only();
 """
 
-# SQLite (the embedded demo): the same rules in its trigger dialect.
-SQLITE_TRIGGERS = """
-CREATE TRIGGER customers_pointsentry_no_delete BEFORE DELETE ON {table}
-BEGIN SELECT RAISE(ABORT, 'the points ledger is append-only: entries are never deleted'); END;
-CREATE TRIGGER customers_pointsentry_no_edit BEFORE UPDATE OF {columns} ON {table}
-WHEN {changed}
-BEGIN SELECT RAISE(ABORT, 'the points ledger is append-only: write a new entry'); END;
-CREATE TRIGGER customers_pointsentry_lots_only_shrink BEFORE UPDATE OF remaining ON {table}
-WHEN NEW.remaining IS NOT OLD.remaining
-     AND (OLD.remaining IS NULL OR NEW.remaining IS NULL OR NEW.remaining > OLD.remaining)
-BEGIN SELECT RAISE(ABORT, 'a lot''s remaining points only go down'); END;
-"""
-SQLITE_DROP = f"""
-DROP TRIGGER IF EXISTS customers_pointsentry_no_delete;
-DROP TRIGGER IF EXISTS customers_pointsentry_no_edit;
-DROP TRIGGER IF EXISTS customers_pointsentry_lots_only_shrink;
-"""
-
-
 def _ledger_columns(apps) -> list[str]:
     model = apps.get_model("customers", "PointsEntry")
     return [field.column for field in model._meta.concrete_fields if field.column != "remaining"]
 
 
 def add_ledger_guard(apps, schema_editor):
-    vendor = schema_editor.connection.vendor
     columns = _ledger_columns(apps)
     quote = schema_editor.quote_name
-    column_list = ", ".join(quote(c) for c in columns)
     # params=None: the SQL holds literal % signs (PL/pgSQL's RAISE), not placeholders.
-    if vendor == "postgresql":
-        schema_editor.execute(PG_FUNCTION, None)
-        sql = PG_TRIGGERS.format(
-            table=LEDGER,
-            columns=column_list,
-            old_row=", ".join(f"OLD.{quote(c)}" for c in columns),
-            new_row=", ".join(f"NEW.{quote(c)}" for c in columns),
-        )
-    elif vendor == "sqlite":
-        sql = SQLITE_TRIGGERS.format(
-            table=LEDGER,
-            columns=column_list,
-            changed=" OR ".join(f"NEW.{quote(c)} IS NOT OLD.{quote(c)}" for c in columns),
-        )
-    else:
-        return  # other databases rely on the model-level guard
+    schema_editor.execute(PG_FUNCTION, None)
+    sql = PG_TRIGGERS.format(
+        table=LEDGER,
+        columns=", ".join(quote(c) for c in columns),
+        old_row=", ".join(f"OLD.{quote(c)}" for c in columns),
+        new_row=", ".join(f"NEW.{quote(c)}" for c in columns),
+    )
     for statement in sql.split(";\n"):
         if statement.strip():
-            schema_editor.execute(statement.strip() + (";" if vendor == "sqlite" else ""), None)
+            schema_editor.execute(statement.strip(), None)
 
 
 def remove_ledger_guard(apps, schema_editor):
-    vendor = schema_editor.connection.vendor
-    drop = {"postgresql": PG_DROP, "sqlite": SQLITE_DROP}.get(vendor, "")
-    for statement in drop.split(";\n"):
+    for statement in PG_DROP.split(";\n"):
         if statement.strip():
             schema_editor.execute(statement.strip(), None)
 

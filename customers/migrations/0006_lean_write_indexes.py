@@ -11,13 +11,11 @@ CUSTOMER_FILLFACTOR = 80
 
 
 def customers_leave_room(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(f"ALTER TABLE customers_customer SET (fillfactor = {CUSTOMER_FILLFACTOR})")
+    schema_editor.execute(f"ALTER TABLE customers_customer SET (fillfactor = {CUSTOMER_FILLFACTOR})")
 
 
 def customers_fill_pages(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute("ALTER TABLE customers_customer RESET (fillfactor)")
+    schema_editor.execute("ALTER TABLE customers_customer RESET (fillfactor)")
 
 
 class Migration(migrations.Migration):

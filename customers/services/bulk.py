@@ -98,7 +98,7 @@ def purchases_record_bulk(*, raw_purchases: list[Any]) -> list[BulkResult]:
         else:
             results[index] = _error(raw_purchases[index], _conflict(item.external_id))
 
-    if new and connection.vendor == "postgresql":
+    if new:
         customer_ids = _customers_ensure(sorted({item.customer for _, item, _ in new}))
         with transaction.atomic():
             with connection.cursor() as cursor:
@@ -111,9 +111,6 @@ def purchases_record_bulk(*, raw_purchases: list[Any]) -> list[BulkResult]:
             except DatabaseError:
                 logger.warning("purchases.bulk.fallback", extra={"items": len(new)}, exc_info=True)
                 _insert_one_by_one(new, raw_purchases, results)
-    elif new:
-        with transaction.atomic():
-            _insert_one_by_one(new, raw_purchases, results)
 
     # Items that lost a race to a concurrent request with the same external_id.
     pending = {index: (item, digest) for index, item, digest in new}

@@ -57,10 +57,10 @@ def customer_get_or_create_locked(*, external_id: str) -> tuple[Customer, bool]:
     requests for one customer queue up instead of overwriting each other's figures.
     """
     external_id = v.clean_external_id(external_id, "customer")
-    if connection.vendor == "postgresql":  # on every purchase: a plain statement for the usual case
-        customer = next(iter(Customer.objects.raw(_CUSTOMER_LOCKED, [external_id])), None)
-        if customer is not None:
-            return customer, False
+    # On every purchase: a plain statement for the usual case, the ORM's get_or_create otherwise.
+    customer = next(iter(Customer.objects.raw(_CUSTOMER_LOCKED, [external_id])), None)
+    if customer is not None:
+        return customer, False
     customer, created = Customer.objects.select_for_update(no_key=True).get_or_create(external_id=external_id)
     if created:
         points_welcome_for_customers(customer_ids=[customer.pk])  # loyalty: the welcome bonus, once
@@ -255,9 +255,6 @@ def customer_stats_add_purchases(*, purchases: Iterable[tuple[int, Decimal, dt.d
     """
     rows = list(purchases)
     if not rows:
-        return
-    if connection.vendor != "postgresql":  # the embedded SQLite demo: recompute instead
-        customer_stats_refresh(customer_ids={customer_id for customer_id, _, _ in rows})
         return
     customer_ids, totals, placed = (list(column) for column in zip(*rows, strict=True))
     with connection.cursor() as cursor:

@@ -7,27 +7,21 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
+from django.db import transaction
 from django.utils import timezone
 
-from campaigns.attribution import purchases_attribute  # campaigns: attribution hook
 from customers.models import (
-    Cart,
-    CartStatus,
     Customer,
     Product,
     Purchase,
-    PurchaseItem,
     PurchaseStatus,
 )
 from customers.services import validation as v
 from customers.services.customers import (
     customer_get_or_create_locked,
-    customer_stats_add_purchases,
     customer_stats_refresh,
 )
-from customers.services.loyalty import loyalty_after_purchases, loyalty_after_status_change
+from customers.services.loyalty import loyalty_after_status_change
 from customers.services.purchase_sets import purchases_apply, purchases_insert
 from retention_crm.errors import ApplicationError, Conflict, NotFound
 
@@ -160,18 +154,6 @@ def products_ensure(items: tuple[LineItemInput, ...]) -> None:
     )
 
 
-def _carts_convert(*, customer: Customer, cart_id: str, placed_at: dt.datetime) -> Cart | None:
-    """A completed purchase converts the cart it names and every cart of the customer last
-    updated before it was placed (SPEC §2)."""
-    named = Cart.objects.filter(external_id=cart_id).first() if cart_id else None
-    still_open = Q(status__in=[CartStatus.OPEN, CartStatus.ABANDONED])
-    converts = Q(customer=customer, updated_at__lt=placed_at)
-    if named is not None:
-        converts |= Q(pk=named.pk)
-    Cart.objects.filter(still_open & converts).update(status=CartStatus.CONVERTED, converted_at=timezone.now())
-    return named
-
-
 @transaction.atomic
 def purchase_record(*, data: PurchaseInput) -> tuple[Purchase, bool]:
     """Record one purchase; returns (purchase, created).
@@ -179,54 +161,12 @@ def purchase_record(*, data: PurchaseInput) -> tuple[Purchase, bool]:
     Idempotent on ``external_id``: the same content again returns the stored purchase; other
     content under a used id raises a 409 Conflict. An unknown customer is created. In the same
     transaction the customer's stats are refreshed and carts converted.
+
+    The bulk ingest's statements for one purchase (a dozen, mostly plain SQL): the insert itself
+    tells a new external_id from a used one (ON CONFLICT DO NOTHING); a conflict raises, which
+    rolls back a customer this request created.
     """
     digest = data.digest()
-    if connection.vendor == "postgresql":
-        return _purchase_record_set_based(data, digest)
-    if Purchase.objects.filter(external_id=data.external_id).exists():
-        return _existing_or_conflict(data, digest), False
-
-    customer, _ = customer_get_or_create_locked(external_id=data.customer)
-    if data.items:
-        products_ensure(data.items)
-    cart = None
-    if data.status == PurchaseStatus.COMPLETED:
-        cart = _carts_convert(customer=customer, cart_id=data.cart_id, placed_at=data.placed_at)
-    elif data.cart_id:
-        cart = Cart.objects.filter(external_id=data.cart_id).first()
-    try:
-        with transaction.atomic():
-            purchase = Purchase.objects.create(customer=customer, cart=cart, **_stored_fields(data, digest))
-    except IntegrityError:
-        # Another request stored the same external_id between our check and our insert.
-        return _existing_or_conflict(data, digest), False
-    PurchaseItem.objects.bulk_create(
-        [
-            PurchaseItem(
-                purchase=purchase,
-                sku=item.sku,
-                name=item.name,
-                category=item.category,
-                quantity=item.quantity,
-                unit_price=item.unit_price,
-            )
-            for item in data.items
-        ]
-    )
-    if purchase.status == PurchaseStatus.COMPLETED:
-        customer_stats_add_purchases(purchases=[(customer.pk, purchase.total, purchase.placed_at)])
-        # Campaigns (SPEC §4 attribution): credit the purchase to the latest message whose window holds it.
-        purchases_attribute(purchase_ids=[purchase.pk])
-    # Loyalty (SPEC §3): tier recompute, points earned, a referrer's bonus; same transaction.
-    loyalty_after_purchases(purchase_ids=[purchase.pk])
-    return purchase, True
-
-
-def _purchase_record_set_based(data: PurchaseInput, digest: str) -> tuple[Purchase, bool]:
-    """PostgreSQL: the bulk ingest's statements for one purchase (a dozen, mostly plain SQL).
-
-    The insert itself tells a new external_id from a used one (ON CONFLICT DO NOTHING); a
-    conflict raises, which rolls back a customer this request created."""
     customer, _ = customer_get_or_create_locked(external_id=data.customer)
     customer_ids = {data.customer: customer.pk}
     now = timezone.now()

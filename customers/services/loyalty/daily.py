@@ -34,10 +34,8 @@ class ExpiryResult:
 
 
 def _in_list(column: str, ids: list[int]) -> tuple[str, list]:
-    """``column IN (...)``: one array parameter on PostgreSQL, a placeholder per id elsewhere."""
-    if connection.vendor == "postgresql":
-        return f"{column} = ANY(%s)", [ids]
-    return f"{column} IN ({', '.join(['%s'] * len(ids))})", list(ids)
+    """``column = ANY(...)``: the ids as one array parameter."""
+    return f"{column} = ANY(%s)", [ids]
 
 
 # One expire entry per lot (key ``expire:lot:<id>``), so a lot can only ever expire once and a

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db import connection
-from django.db.models import BooleanField, Case, Exists, OuterRef, Q, Sum, Value, When
+from django.db.models import Q, Sum
 from django.utils import timezone
 
 from customers.models import Customer, PointsEntry, PointsKind, Purchase, PurchaseStatus, TierChange
@@ -64,37 +64,9 @@ _PURCHASES_FOR_CREDITS = """
 
 
 def _purchases_for_credits(ids: list[int]) -> list[tuple]:
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(_PURCHASES_FOR_CREDITS, [ids])
-            return cursor.fetchall()
-    earlier = Purchase.objects.filter(customer=OuterRef("customer"), status=PurchaseStatus.COMPLETED).filter(
-        Q(placed_at__lt=OuterRef("placed_at")) | Q(placed_at=OuterRef("placed_at"), pk__lt=OuterRef("pk"))
-    )
-    # CASE, so the earlier-purchase probe runs only for referred customers whose referrer is active.
-    releases_referral = Case(
-        When(
-            customer__referred_by__isnull=False,
-            customer__referred_by__erased_at__isnull=True,
-            then=~Exists(earlier),
-        ),
-        default=Value(False),
-        output_field=BooleanField(),
-    )
-    return list(
-        Purchase.objects.filter(pk__any=ids, status=PurchaseStatus.COMPLETED)
-        .annotate(releases_referral=releases_referral)
-        .values_list(
-            "pk",
-            "customer_id",
-            "total",
-            "placed_at",
-            "customer__tier",
-            "customer__external_id",
-            "customer__referred_by_id",
-            "releases_referral",
-        )
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(_PURCHASES_FOR_CREDITS, [ids])
+        return cursor.fetchall()
 
 
 def _purchase_credits(purchase_ids: Iterable[int], *, now: dt.datetime, program: Program) -> list[Credit]:
@@ -172,17 +144,9 @@ _LOCK_BUYERS = """
 def _buyers_lock(purchase_ids: list[int]) -> list[int]:
     """Lock the customers of these completed purchases in id order (as customers_lock does),
     finding them in the same statement; returns their ids."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(_LOCK_BUYERS, [purchase_ids])
-            return [row[0] for row in cursor.fetchall()]
-    bought = Purchase.objects.filter(pk__in=purchase_ids, status=PurchaseStatus.COMPLETED).values("customer_id")
-    return list(
-        Customer.objects.select_for_update(no_key=True)
-        .filter(pk__in=bought)
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(_LOCK_BUYERS, [purchase_ids])
+        return [row[0] for row in cursor.fetchall()]
 
 
 @dataclass(frozen=True)

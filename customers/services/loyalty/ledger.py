@@ -1,14 +1,12 @@
 """Ledger primitives: lock customers, append lots (credits), spend oldest lots first (debits)."""
 
 import datetime as dt
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, NamedTuple
 
 from django.db import connection
-from django.db.models import BigIntegerField, Case, F, Value, When
 
 from customers.models import Customer, PointsEntry
 from retention_crm.errors import ApplicationError
@@ -45,12 +43,9 @@ def customers_lock(customer_ids: Iterable[int]) -> dict[int, int]:
     ids = sorted(set(customer_ids))
     if not ids:
         return {}
-    if connection.vendor == "postgresql":  # on every purchase: the plain statement, not the ORM's
-        with connection.cursor() as cursor:
-            cursor.execute(_LOCK_CUSTOMERS, [ids])
-            return dict(cursor.fetchall())
-    locked = Customer.objects.select_for_update(no_key=True).filter(pk__in=ids).order_by("pk")
-    return dict(locked.values_list("pk", "points_balance"))
+    with connection.cursor() as cursor:  # on every purchase: the plain statement, not the ORM's
+        cursor.execute(_LOCK_CUSTOMERS, [ids])
+        return dict(cursor.fetchall())
 
 
 _LOCK_CUSTOMERS = """
@@ -119,50 +114,16 @@ def credits_append(credits: Iterable[Credit], *, at: dt.datetime, locked: Iterab
     """Append the credits whose idempotency key is new, as lots; returns what was written, in the
     order given (without building a model instance per entry, for the batch paths).
 
-    A fixed number of statements whatever the count: lock the customers, then (PostgreSQL) one
-    statement that inserts and moves the balances, or (SQLite) read the keys, one INSERT, one
-    UPDATE of the balances. A key seen before (or twice in the batch) is skipped, which makes every
+    A fixed number of statements whatever the count: lock the customers, then one statement that
+    inserts and moves the balances. A key seen before (or twice in the batch) is skipped, which makes every
     caller idempotent; credits for customers that do not exist are skipped too. ``locked``: customers
     whose rows the caller has locked already in this transaction.
     """
     credits = [credit for credit in credits if credit.points > 0]
     if not credits:
         return []
-    if connection.vendor == "postgresql":
-        customers_lock({credit.customer_id for credit in credits} - set(locked))
-        return _credits_append_set_based(credits, at=at)
-    balances = customers_lock(credit.customer_id for credit in credits)
-    seen = set(
-        PointsEntry.objects.filter(idempotency_key__in=[credit.key for credit in credits]).values_list(
-            "idempotency_key", flat=True
-        )
-    )
-    entries: list[PointsEntry] = []
-    deltas: dict[int, int] = defaultdict(int)
-    for credit in credits:
-        if credit.key in seen or credit.customer_id not in balances:
-            continue
-        seen.add(credit.key)
-        balances[credit.customer_id] += credit.points
-        deltas[credit.customer_id] += credit.points
-        entries.append(_entry(credit, at=at, entry_id=None, balance_after=balances[credit.customer_id]))
-    # No ignore_conflicts: the customers are locked, so a duplicate key here is a bug to surface.
-    PointsEntry.objects.bulk_create(entries)
-    _balances_add(deltas)
-    by_key = {credit.key: credit for credit in credits}
-    return [Written(by_key[entry.idempotency_key], entry.pk, entry.balance_after) for entry in entries]
-
-
-def _balances_add(deltas: dict[int, int]) -> None:
-    """SQLite: one UPDATE adding each customer's delta to the cached balance."""
-    if not deltas:
-        return
-    change = Case(
-        *[When(pk=customer_id, then=Value(delta)) for customer_id, delta in deltas.items()],
-        default=Value(0),
-        output_field=BigIntegerField(),
-    )
-    Customer.objects.filter(pk__in=list(deltas)).update(points_balance=F("points_balance") + change)
+    customers_lock({credit.customer_id for credit in credits} - set(locked))
+    return _credits_append_set_based(credits, at=at)
 
 
 def _credits_append_set_based(credits: list[Credit], *, at: dt.datetime) -> list[Written]:

@@ -130,7 +130,7 @@ def loyalty_program_get(*, with_tiers: bool = True) -> Program:
     """
     settings_values: tuple | None = None
     tiers: tuple[Tier, ...] = ()
-    if with_tiers and connection.vendor == "postgresql":
+    if with_tiers:
         with connection.cursor() as cursor:
             cursor.execute(_PROGRAM_WITH_TIERS, [LoyaltyProgram.SINGLETON_ID])
             rows = cursor.fetchall()

@@ -6,11 +6,9 @@ from collections.abc import Iterable
 from decimal import Decimal
 
 from django.db import connection
-from django.db.models import DecimalField, OuterRef, Subquery, Sum, Value
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from customers.models import Customer, Purchase, PurchaseStatus, TierChange
+from customers.models import Customer, TierChange
 from customers.services.loyalty.program import TRAILING_SPEND_WINDOW, Program, loyalty_program_get
 
 # --- Tiers -----------------------------------------------------------------------------------------
@@ -30,28 +28,9 @@ _TRAILING_SPEND = """
 
 def trailing_spends(customer_ids: list[int], *, now: dt.datetime) -> list[tuple[int, str, Decimal]]:
     """(id, tier, completed spend in the trailing 365 days) of each customer."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute(_TRAILING_SPEND, [now - TRAILING_SPEND_WINDOW, now, customer_ids])
-            return cursor.fetchall()
-    spend = (
-        Purchase.objects.filter(
-            customer=OuterRef("pk"),
-            status=PurchaseStatus.COMPLETED,
-            placed_at__gt=now - TRAILING_SPEND_WINDOW,
-            placed_at__lte=now,
-        )
-        .order_by()
-        .values("customer")
-        .annotate(total=Sum("total"))
-        .values("total")
-    )
-    money = DecimalField(max_digits=14, decimal_places=2)
-    return list(
-        Customer.objects.filter(pk__in=customer_ids)
-        .annotate(spend=Coalesce(Subquery(spend, output_field=money), Value(Decimal(0)), output_field=money))
-        .values_list("pk", "tier", "spend")
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(_TRAILING_SPEND, [now - TRAILING_SPEND_WINDOW, now, customer_ids])
+        return cursor.fetchall()
 
 
 def tiers_apply(
