@@ -1,20 +1,25 @@
 """The marketers' campaign editor and the message ledger in the admin.
 
 The editor: a trigger picker with each trigger's parameter form (only the chosen trigger's form
-shows), the audience filter, subject and body templates with a live preview rendered for a chosen
-customer, the offer and measurement settings. On a saved campaign: activate / pause / archive,
-run now, send a test to a staff address, and the report. Every rule is the services' (one
-``campaign_clean`` for the API and this form); this module maps fields and errors.
+shows), the audience filter with an estimate of who would enter now, subject and body templates
+with a live preview rendered for a chosen customer (and whether that customer is eligible now),
+the offer and measurement settings. On a saved campaign: activate / pause / archive, run now,
+send a test to a staff address (saying where it went), and the report. Every rule is the
+services' (one ``campaign_clean`` for the API and this form); this module maps fields and errors,
+and ``campaigns.display`` words the figures.
 """
 
+import logging
 from collections.abc import Callable
 from decimal import Decimal
 from functools import partial, wraps
 from typing import Any
+from urllib.parse import urlencode
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
+from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.http import (
     Http404,
@@ -25,10 +30,18 @@ from django.http import (
     JsonResponse,
 )
 from django.urls import path, reverse
+from django.utils import timezone
 
-from campaigns import selectors
+from campaigns import display, selectors
 from campaigns.audience import rfm_segment_names, tier_codes
-from campaigns.models import Attribution, Campaign, CampaignStatus, ContactPolicy, Message
+from campaigns.models import (
+    Attribution,
+    Campaign,
+    CampaignStatus,
+    ContactPolicy,
+    Message,
+    SuppressionReason,
+)
 from campaigns.services import (
     campaign_clean,
     campaign_create,
@@ -38,10 +51,15 @@ from campaigns.services import (
     campaign_status_set,
     campaign_update,
 )
+from campaigns.services.audience import Target, campaign_audience_estimate, customer_eligibility
+from campaigns.services.editor import channel_destination, email_destination
+from campaigns.services.sending import MAX_SEND_ATTEMPTS
 from campaigns.triggers import TRIGGERS
-from customers.models import Channel
+from customers.models import Channel, Customer
 from retention_crm.errors import ApplicationError
 from retention_crm.readonly_admin import ReadOnlyAdminMixin
+
+logger = logging.getLogger(__name__)
 
 RUN_PERMISSION = "campaigns.run_campaign"
 SEND_TEST_PERMISSION = "campaigns.send_test_campaign"
@@ -72,6 +90,7 @@ READ_ONLY_FIELDS = (
     "last_evaluated_at",
 )
 OFFER_FIELDS = ("offer_bonus_points", "offer_discount_percent", "offer_code_prefix")
+PREVIEW_CUSTOMER = "preview_customer"  # the editor's preview customer, carried across saves and buttons
 
 
 def param_field_name(trigger: str, param: str) -> str:
@@ -237,14 +256,66 @@ class StatusFilter(admin.SimpleListFilter):
         return queryset.filter(status=self.value()) if self.value() else queryset
 
 
+class CampaignChangeList(ChangeList):
+    """The campaign list, with every row's sent / conversion / uplift figures from one query for
+    the page (``selectors.campaign_list_figures``), not one per campaign."""
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        figures = selectors.campaign_list_figures(campaign_ids=[campaign.pk for campaign in self.result_list])
+        for campaign in self.result_list:
+            campaign.list_figures = figures.get(campaign.pk)
+
+
+def _figures(campaign: Campaign) -> selectors.ListFigures | None:
+    return getattr(campaign, "list_figures", None)
+
+
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
     form = CampaignForm
     change_form_template = "admin/campaigns/campaign/change_form.html"
-    list_display = ("name", "trigger", "channel", "status", "holdout_percent", "last_evaluated_at")
+    list_display = (
+        "name",
+        "trigger",
+        "channel",
+        "status",
+        "sent_column",
+        "conversion_column",
+        "uplift_column",
+        "holdout_column",
+        "last_evaluated_at",
+    )
     list_filter = (StatusFilter, "trigger", "channel")
     search_fields = ("name",)
     readonly_fields = ("last_evaluated_at",)
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return CampaignChangeList
+
+    @admin.display(description="Sent")
+    def sent_column(self, campaign: Campaign) -> str:
+        figures = _figures(campaign)
+        return display.count(figures.sent) if figures else display.DASH
+
+    @admin.display(description="Conversion (control)")
+    def conversion_column(self, campaign: Campaign) -> str:
+        figures = _figures(campaign)
+        if figures is None or not (figures.treated or figures.control):
+            return display.DASH
+        return f"{display.percent(figures.treated_rate)} ({display.percent(figures.control_rate)})"
+
+    @admin.display(description="Holdout", ordering="holdout_percent")
+    def holdout_column(self, campaign: Campaign) -> str:
+        return f"{campaign.holdout_percent}%"
+
+    @admin.display(description="Uplift")
+    def uplift_column(self, campaign: Campaign) -> str:
+        figures = _figures(campaign)
+        uplift = figures.uplift if figures else None
+        if uplift is None:
+            return "no control group" if campaign.holdout_percent == 0 and figures and figures.treated else display.DASH
+        return display.uplift_cell(uplift.difference, significant=uplift.p_value < display.SIGNIFICANCE)
 
     def has_change_permission(self, request: HttpRequest, obj: Campaign | None = None) -> bool:
         # An archived campaign is history: read-only for everyone.
@@ -300,19 +371,40 @@ class CampaignAdmin(admin.ModelAdmin):
         return False
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
-        extra_context = extra_context or {}
+        extra_context = {**(extra_context or {}), **self._editor_context(request)}
         campaign = self.get_object(request, unquote(object_id))
         if campaign is not None:
-            extra_context["report"] = selectors.campaign_report(campaign=campaign)
+            report = selectors.campaign_report(campaign=campaign)
+            extra_context["report"] = report
+            extra_context["status_counts"] = display.status_counts_display(report["counts"])
+            extra_context["reason_counts"] = display.reason_counts_display(report["reasons"])
+            extra_context["impact"] = display.impact_display(report["impact"], holdout_percent=campaign.holdout_percent)
             extra_context["status_moves"] = self._status_moves(campaign)
             extra_context["can_run"] = request.user.has_perm(RUN_PERMISSION) and campaign.status == "active"
             extra_context["can_send_test"] = request.user.has_perm(SEND_TEST_PERMISSION)
             extra_context["staff_email"] = request.user.email
             extra_context["can_edit"] = self.has_change_permission(request, campaign)
+            if campaign.channel != Channel.EMAIL:
+                extra_context["channel_destination"] = channel_destination(campaign.channel)
         return super().change_view(request, object_id, form_url, extra_context)
 
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context=None):
-        return super().add_view(request, form_url, {**(extra_context or {}), "can_edit": True})
+        context = {**(extra_context or {}), **self._editor_context(request), "can_edit": True}
+        return super().add_view(request, form_url, context)
+
+    @staticmethod
+    def _editor_context(request: HttpRequest) -> dict[str, Any]:
+        return {
+            # After a save (the redirect carries it) or a refused save (the form posted it).
+            "preview_customer": (request.POST.get(PREVIEW_CUSTOMER) or request.GET.get(PREVIEW_CUSTOMER) or "").strip(),
+            "email_destination": email_destination(),
+        }
+
+    def response_add(self, request: HttpRequest, obj: Campaign, post_url_continue: str | None = None) -> HttpResponse:
+        return _keep_preview_customer(request, super().response_add(request, obj, post_url_continue))
+
+    def response_change(self, request: HttpRequest, obj: Campaign) -> HttpResponse:
+        return _keep_preview_customer(request, super().response_change(request, obj))
 
     @staticmethod
     def _status_moves(campaign: Campaign) -> list[tuple[str, str]]:
@@ -325,6 +417,7 @@ class CampaignAdmin(admin.ModelAdmin):
         wrap = self.admin_site.admin_view
         return [
             path("preview/", wrap(partial(preview_view, self)), name="campaigns_campaign_preview"),
+            path("audience/", wrap(partial(audience_view, self)), name="campaigns_campaign_audience"),
             path("<path:object_id>/run/", wrap(partial(run_view, self)), name="campaigns_campaign_run"),
             path(
                 "<path:object_id>/status/<str:status>/",
@@ -357,40 +450,129 @@ def _campaign_or_404(model_admin: CampaignAdmin, request: HttpRequest, object_id
     return campaign
 
 
-def _back(campaign: Campaign) -> HttpResponseRedirect:
-    return HttpResponseRedirect(reverse("admin:campaigns_campaign_change", args=[campaign.pk]))
+def _with_preview_customer(url: str, request: HttpRequest) -> str:
+    customer = request.POST.get(PREVIEW_CUSTOMER, "").strip()
+    if not customer:
+        return url
+    return f"{url}{'&' if '?' in url else '?'}{urlencode({PREVIEW_CUSTOMER: customer})}"
 
 
-@post_only
-def preview_view(model_admin: CampaignAdmin, request: HttpRequest) -> HttpResponse:
-    """The live preview: render the editor's current (unsaved) templates for a customer, as JSON."""
-    if not (model_admin.has_add_permission(request) or model_admin.has_change_permission(request)):
-        raise PermissionDenied
-    data = request.POST
-    trigger = data.get("trigger", "")
+def _keep_preview_customer(request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    """After "Save and continue editing" the editor comes back with the same preview customer."""
+    if isinstance(response, HttpResponseRedirect) and "_continue" in request.POST:
+        response["Location"] = _with_preview_customer(response["Location"], request)
+    return response
+
+
+def _back(campaign: Campaign, request: HttpRequest) -> HttpResponseRedirect:
+    url = reverse("admin:campaigns_campaign_change", args=[campaign.pk])
+    return HttpResponseRedirect(_with_preview_customer(url, request))
+
+
+def _posted_params(data: Any, trigger: str) -> dict[str, str]:
+    """The chosen trigger's parameters as typed in the editor (the trigger validates them)."""
     params = {}
     if trigger in TRIGGERS:
         for param in TRIGGERS[trigger].params:
             raw = data.get(param_field_name(trigger, param.name), "")
             if raw.strip():
                 params[param.name] = raw
+    return params
+
+
+def _posted_audience(data: Any) -> dict[str, Any]:
+    audience = {
+        "tier": data.getlist("audience_tier"),
+        "rfm_segment": data.getlist("audience_rfm_segment"),
+        "tags": _tags(data.get("audience_tags", "")),
+        "exclude_tags": _tags(data.get("audience_exclude_tags", "")),
+        "min_total_spent": data.get("audience_min_total_spent", "").strip() or None,
+        "max_total_spent": data.get("audience_max_total_spent", "").strip() or None,
+        "consent": data.getlist("audience_consent"),
+    }
+    return {key: value for key, value in audience.items() if value not in (None, [], "")}
+
+
+def _posted_target(model_admin: "CampaignAdmin", request: HttpRequest) -> Target:
+    """Who the editor's current (unsaved) campaign addresses; a saved campaign's id brings in its
+    ledger (occasions already messaged) and its control-group hash."""
+    data = request.POST
+    campaign_id = None
+    if data.get("campaign_id", "").strip():
+        campaign = model_admin.get_object(request, data["campaign_id"].strip())
+        campaign_id = campaign.pk if campaign is not None else None
+    trigger = data.get("trigger", "")
+    return Target.clean(
+        trigger=trigger,
+        params=_posted_params(data, trigger),
+        channel=data.get("channel", "") or Channel.EMAIL,
+        audience=_posted_audience(data),
+        holdout_percent=data.get("holdout_percent", ""),
+        campaign_id=campaign_id,
+    )
+
+
+def _may_edit(model_admin: "CampaignAdmin", request: HttpRequest) -> None:
+    if not (model_admin.has_add_permission(request) or model_admin.has_change_permission(request)):
+        raise PermissionDenied
+
+
+@post_only
+def preview_view(model_admin: CampaignAdmin, request: HttpRequest) -> HttpResponse:
+    """The live preview: render the editor's current (unsaved) templates for a customer, as JSON,
+    with whether that customer is eligible now (and if not, why)."""
+    _may_edit(model_admin, request)
+    data = request.POST
+    trigger = data.get("trigger", "")
     offer = {
         "bonus_points": data.get("offer_bonus_points") or None,
         "discount_percent": data.get("offer_discount_percent") or None,
         "code_prefix": data.get("offer_code_prefix") or None,
     }
+    customer_external_id = data.get(PREVIEW_CUSTOMER, "").strip() or None
     try:
         preview = campaign_preview(
             subject=data.get("subject", ""),
             body=data.get("body", ""),
             offer={key: value for key, value in offer.items() if value},
             trigger=trigger,
-            params=params,
-            customer_external_id=data.get("preview_customer", "").strip() or None,
+            params=_posted_params(data, trigger),
+            customer_external_id=customer_external_id,
         )
     except ApplicationError as error:
         return JsonResponse(error.as_dict(), status=error.status)
-    return JsonResponse({"subject": preview.subject, "body": preview.body, "customer": preview.customer})
+    answer: dict[str, Any] = {"subject": preview.subject, "body": preview.body, "customer": preview.customer}
+    if customer_external_id:
+        customer_id = Customer.objects.filter(external_id=customer_external_id).values_list("pk", flat=True).first()
+        try:
+            eligibility = customer_eligibility(target=_posted_target(model_admin, request), customer_id=customer_id)
+        except ApplicationError as error:
+            answer["eligibility"] = {
+                "eligible": None,
+                "text": f"Eligibility unknown until the form is fixed: {error.message}",
+            }
+        else:
+            answer["eligibility"] = eligibility.as_dict()
+    return JsonResponse(answer)
+
+
+@post_only
+def audience_view(model_admin: CampaignAdmin, request: HttpRequest) -> HttpResponse:
+    """The audience estimate for the editor's current (unsaved) trigger, parameters and filters."""
+    _may_edit(model_admin, request)
+    try:
+        estimate = campaign_audience_estimate(target=_posted_target(model_admin, request))
+    except ApplicationError as error:
+        return JsonResponse(error.as_dict(), status=error.status)
+    return JsonResponse(
+        {
+            "text": estimate.text,
+            "eligible": estimate.eligible,
+            "would_enter": estimate.would_enter,
+            "held_out": estimate.held_out,
+            "held_out_exact": estimate.held_out_exact,
+        }
+    )
 
 
 @post_only
@@ -406,11 +588,10 @@ def run_view(model_admin: CampaignAdmin, request: HttpRequest, object_id: str) -
         counts = result.counts()
         messages.success(
             request,
-            "Run now: {queued} queued, {held_out} held out, {suppressed} suppressed, {deferred} deferred.".format(
-                **counts
-            ),
+            "Run now: {queued} queued, {held_out} held out (control group), {suppressed} suppressed, "
+            "{deferred} waiting for the frequency cap.".format(**counts),
         )
-    return _back(campaign)
+    return _back(campaign, request)
 
 
 @post_only
@@ -423,8 +604,8 @@ def status_view(model_admin: CampaignAdmin, request: HttpRequest, object_id: str
     except ApplicationError as error:
         messages.error(request, error.message)
     else:
-        messages.success(request, f"The campaign is {campaign.status}.")
-    return _back(campaign)
+        messages.success(request, f"The campaign is {campaign.get_status_display().lower()}.")
+    return _back(campaign, request)
 
 
 @post_only
@@ -435,32 +616,135 @@ def send_test_view(model_admin: CampaignAdmin, request: HttpRequest, object_id: 
     to = request.POST.get("to", "").strip()
     customer = request.POST.get("preview_customer", "").strip() or None
     try:
-        campaign_send_test(campaign_id=campaign.pk, to=to, customer_external_id=customer)
+        result = campaign_send_test(campaign_id=campaign.pk, to=to, customer_external_id=customer)
     except ApplicationError as error:
         messages.error(request, f"Test not sent: {error.message}")
+    except Exception as error:  # the mail server refused or is unreachable: say so, keep the page
+        logger.warning("campaign.send_test_failed", extra={"campaign_id": campaign.pk}, exc_info=True)
+        messages.error(request, f"Test not sent: {error} (email here is {email_destination()})")
     else:
-        messages.success(request, f"Test sent to {to}.")
-    return _back(campaign)
+        messages.success(request, result.text)
+    return _back(campaign, request)
+
+
+def _policy_view() -> display.PolicyView:
+    """The contact policy as stored (its defaults before staff first save it); read, never created."""
+    policy = ContactPolicy.objects.filter(pk=ContactPolicy.SINGLETON_ID).first() or ContactPolicy()
+    return display.PolicyView(
+        max_messages=policy.max_messages,
+        cap_days=policy.cap_days,
+        quiet_hours_start=policy.quiet_hours_start,
+        quiet_hours_end=policy.quiet_hours_end,
+    )
+
+
+def _wait_reason(message: Message, policy: display.PolicyView, now: Any) -> str:
+    return display.wait_reason(
+        status=message.status,
+        reason=message.reason,
+        send_at=message.send_at,
+        attempts=message.attempts,
+        error=message.error,
+        customer_timezone=message.customer.timezone,
+        campaign_status=message.campaign.status,
+        policy=policy,
+        now=now,
+        max_attempts=MAX_SEND_ATTEMPTS,
+    )
+
+
+class MessageChangeList(ChangeList):
+    """The message list: why each queued message waits, with the contact policy read once per page."""
+
+    def get_results(self, request: HttpRequest) -> None:
+        super().get_results(request)
+        policy, now = _policy_view(), timezone.now()
+        for message in self.result_list:
+            message.wait_text = _wait_reason(message, policy, now)
+
+
+class ReasonFilter(admin.SimpleListFilter):
+    title = "reason"
+    parameter_name = "reason"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return list(SuppressionReason.choices)
+
+    def queryset(self, request: HttpRequest, queryset: Any) -> Any:
+        return queryset.filter(reason=self.value()) if self.value() else queryset
 
 
 @admin.register(Message)
 class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("uuid", "campaign", "customer", "channel", "status", "reason", "send_at", "sent_at")
-    list_filter = ("status", "channel", "reason", "campaign")
+    list_display = (
+        "short_uuid",
+        "campaign",
+        "customer",
+        "channel",
+        "status",
+        "reason_text",
+        "waits",
+        "send_at",
+        "sent_at",
+    )
+    list_filter = ("status", "channel", ReasonFilter, "campaign")
     search_fields = ("uuid", "customer__external_id", "dedupe_key")
     search_help_text = "Message UUID, customer external id or dedupe key."
     list_select_related = ("campaign", "customer")
     show_full_result_count = False
-    readonly_fields = [field.name for field in Message._meta.fields]
+    readonly_fields = [
+        *(field.name for field in Message._meta.fields if field.name != "reason"),
+        "reason_text",
+        "waits",
+    ]
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return MessageChangeList
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
+        message = self.get_object(request, unquote(object_id))
+        if message is not None:
+            extra_context = {**(extra_context or {}), "subtitle": message_label(message)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def get_fields(self, request: HttpRequest, obj: Message | None = None) -> list[str]:
+        names = [field.name for field in Message._meta.fields if field.name != "id"]
+        at = names.index("reason")
+        return [*names[:at], "reason_text", "waits", *names[at + 1 :]]
+
+    @admin.display(description="message")
+    def short_uuid(self, message: Message) -> str:
+        return f"{str(message.uuid)[:8]}…"
+
+    @admin.display(description="reason")
+    def reason_text(self, message: Message) -> str:
+        return display.reason_label(message.reason) or display.DASH
+
+    @admin.display(description="why it waits")
+    def waits(self, message: Message) -> str:
+        text = getattr(message, "wait_text", None)
+        if text is None:  # the message's own page
+            text = _wait_reason(message, _policy_view(), timezone.now())
+        return text or display.DASH
+
+
+def message_label(message: Message) -> str:
+    """A message as staff read it: "Come back → shop-grace: Held out (control group)"."""
+    return f"{message.campaign} → {message.customer.external_id}: {display.status_label(message.status)}"
 
 
 @admin.register(Attribution)
 class AttributionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("purchase", "campaign", "message", "attributed_at")
+    list_display = ("purchase", "campaign", "message_column", "attributed_at")
     list_filter = ("campaign",)
-    list_select_related = ("purchase", "campaign", "message")
-    readonly_fields = ("purchase", "message", "campaign", "attributed_at")
+    list_select_related = ("purchase", "campaign", "message__campaign", "message__customer")
+    readonly_fields = ("purchase", "message_column", "campaign", "attributed_at")
+    fields = ("purchase", "message_column", "campaign", "attributed_at")
     show_full_result_count = False
+
+    @admin.display(description="message")
+    def message_column(self, attribution: Attribution) -> str:
+        return message_label(attribution.message)
 
 
 @admin.register(ContactPolicy)

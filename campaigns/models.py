@@ -208,7 +208,7 @@ class Message(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.campaign_id}/{self.dedupe_key}: {self.status}"
+        return f"{self.campaign_id}/{self.dedupe_key}: {self.get_status_display()}"
 
 
 class Attribution(models.Model):

@@ -30,16 +30,12 @@ class CampaignImpactRow:
     name: str
     impact: dict[str, Any]
     chart: SafeString
+    # Worded by the campaigns app, exactly as in its campaign editor (one formatting path).
+    display: Any
 
     @property
     def uplift_text(self) -> str:
-        uplift = self.impact["uplift"]
-        if uplift is None:
-            return "No uplift yet: a group is empty."
-        return (
-            f"Uplift {100 * uplift['absolute']:+.1f} points (95 % CI {100 * uplift['ci_low']:+.1f} to "
-            f"{100 * uplift['ci_high']:+.1f}, p = {uplift['p_value']:.3f})."
-        )
+        return self.display.uplift_summary
 
 
 @dataclass(frozen=True)
@@ -92,6 +88,7 @@ DASHBOARD_CAMPAIGNS = 5  # the most recent campaigns that have reached anybody
 def campaign_impact_rows(*, limit: int = DASHBOARD_CAMPAIGNS) -> list[CampaignImpactRow]:
     """Treated vs control conversion for the latest campaigns that sent or held out anything."""
     # Imported here: the campaigns app itself reads metrics (audiences, the z-test).
+    from campaigns.display import impact_display
     from campaigns.models import Campaign
     from campaigns.selectors import campaign_impact
 
@@ -103,7 +100,8 @@ def campaign_impact_rows(*, limit: int = DASHBOARD_CAMPAIGNS) -> list[CampaignIm
             labels=["treated", "control"],
             rates=[impact["treated"]["conversion_rate"], impact["control"]["conversion_rate"]],
         )
-        rows.append(CampaignImpactRow(campaign.pk, campaign.name, impact, chart))
+        shown = impact_display(impact, holdout_percent=campaign.holdout_percent)
+        rows.append(CampaignImpactRow(campaign.pk, campaign.name, impact, chart, shown))
     return rows
 
 

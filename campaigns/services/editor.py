@@ -1,7 +1,9 @@
-"""The admin editor's helpers: a live preview rendered for a chosen customer, and a test send."""
+"""The admin editor's helpers: a live preview rendered for a chosen customer, and a test send that
+says where it went (a new shop's default email backend prints to the console: nothing arrives)."""
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
@@ -132,7 +134,62 @@ def campaign_preview(
     return Preview(subject=" ".join(rendered["subject"].split()), body=rendered["body"], customer=customer_external_id)
 
 
-def campaign_send_test(*, campaign_id: int, to: str, customer_external_id: str | None = None) -> Preview:
+# Django's own email backends, in words; a path outside this table is named as it is.
+EMAIL_BACKEND_DESTINATIONS = {
+    "django.core.mail.backends.console.EmailBackend": "printed to the server's console (console email backend): "
+    "no email left the server; set EMAIL_URL to send real mail",
+    "django.core.mail.backends.locmem.EmailBackend": "kept in memory (locmem email backend, for tests): "
+    "no email left the server",
+    "django.core.mail.backends.dummy.EmailBackend": "discarded (dummy email backend): no email left the server",
+}
+
+
+def email_destination() -> str:
+    """Where an email sent now goes, from the email settings, in words."""
+    backend = settings.EMAIL_BACKEND
+    if backend in EMAIL_BACKEND_DESTINATIONS:
+        return EMAIL_BACKEND_DESTINATIONS[backend]
+    if backend == "django.core.mail.backends.smtp.EmailBackend":
+        security = " over TLS" if settings.EMAIL_USE_TLS else " over SSL" if settings.EMAIL_USE_SSL else ""
+        return f"handed to the SMTP server {settings.EMAIL_HOST}:{settings.EMAIL_PORT}{security}"
+    if backend == "django.core.mail.backends.filebased.EmailBackend":
+        return f"written to a file in {settings.EMAIL_FILE_PATH} (file email backend): no email left the server"
+    if backend.startswith("anymail.backends."):
+        provider = backend.split(".")[2].replace("_", " ").title()
+        return f"handed to {provider} (through django-anymail)"
+    return f"handed to the email backend {backend}"
+
+
+def channel_destination(channel: str) -> str:
+    """Where a campaign's messages on ``channel`` go, in words (email: ``email_destination``)."""
+    config = settings.CAMPAIGN_CHANNELS.get(channel) or {}
+    backend = str(config.get("BACKEND", "email" if channel == "email" else "console"))
+    if backend == "email":
+        return email_destination()
+    if backend == "http":
+        parts = urlsplit(str(config.get("URL", "")))
+        return f"posted to {parts.scheme}://{parts.netloc}{parts.path}" if parts.netloc else "nowhere: no URL is set"
+    if backend == "console":
+        return f"printed to the worker's console: set {channel.upper()}_URL to reach a provider"
+    if backend == "file":
+        return f"written to {settings.CAMPAIGN_FILE_DIR}/{channel}.jsonl"
+    if backend == "locmem":
+        return "kept in memory (for tests)"
+    return f"handed to {backend}"
+
+
+@dataclass(frozen=True)
+class SendTestResult:
+    preview: Preview
+    to: str
+    destination: str  # where it went, in words: the console, an SMTP host, a file, an ESP
+
+    @property
+    def text(self) -> str:
+        return f"Test sent to {self.to}: {self.destination}."
+
+
+def campaign_send_test(*, campaign_id: int, to: str, customer_external_id: str | None = None) -> SendTestResult:
     """Email the campaign, rendered for a customer (or the sample), to a staff address. Whatever the
     campaign's channel, the test goes by email, marked as a test; no message is recorded."""
     address = v.clean_email(to, "to")
@@ -156,7 +213,15 @@ def campaign_send_test(*, campaign_id: int, to: str, customer_external_id: str |
         headers={"Message-ID": f"<test-{campaign.pk}-{stamp}@{message_id_domain()}>", "X-Campaign-Test": "1"},
         connection=get_connection(fail_silently=False),
     ).send()
-    return preview
+    return SendTestResult(preview=preview, to=address, destination=email_destination())
 
 
-__all__ = ["Preview", "campaign_preview", "campaign_send_test", "preview_context"]
+__all__ = [
+    "Preview",
+    "SendTestResult",
+    "campaign_preview",
+    "campaign_send_test",
+    "channel_destination",
+    "email_destination",
+    "preview_context",
+]

@@ -1,6 +1,7 @@
 """Marketers build a campaign in the admin editor in a real browser: the trigger picker shows the
-chosen trigger's parameters, the preview renders live for a chosen customer, invalid parameters and
-templates are refused, then activate, run now, send a test and pause."""
+chosen trigger's parameters, the preview renders live for a chosen customer (who stays chosen
+across saves), an error box shows only while there is an error, invalid parameters and templates
+are refused, then activate, run now, send a test and pause."""
 
 import datetime as dt
 import re
@@ -50,6 +51,7 @@ def test_build_preview_save_activate_run_test_and_pause(admin_page: Page, live_s
     page.fill("#id_body", "Here are {{ offer.bonus_points }} points, {{ customer.first_name }}.")
     page.fill("#id_offer_bonus_points", "150")
     expect(page.locator("#preview-subject")).to_have_text("We miss you, Ada")
+    expect(page.locator("#preview-error")).to_be_hidden()  # no empty red box while all is well
     page.fill("#preview-customer", "shop-grace")
     expect(page.locator("#preview-subject")).to_have_text("We miss you, Grace")
     expect(page.locator("#preview-body")).to_contain_text("Here are 150 points, Grace.")
@@ -57,12 +59,15 @@ def test_build_preview_save_activate_run_test_and_pause(admin_page: Page, live_s
     # A broken template shows in the preview and is refused on save; so is a parameter out of range.
     page.fill("#id_body", "{% if %}broken")
     expect(page.locator("#preview-error")).to_contain_text("template error")
+    expect(page.locator("#preview-error")).to_be_visible()
     page.click("input[name=_continue]")
     expect(page.locator("#id_body_error")).to_contain_text("template error")
     page.fill("#id_body", "Here are {{ offer.bonus_points }} points, {{ customer.first_name }}.")
+    expect(page.locator("#preview-error")).to_be_hidden()  # fixed: the box goes away
     page.fill("#id_param__reactivation__inactive_days", "0")
     page.click("input[name=_continue]")
     expect(page.locator("#id_param__reactivation__inactive_days_error")).to_contain_text("between 1 and 3650")
+    expect(page.locator("#preview-customer")).to_have_value("shop-grace")  # a refused save keeps the customer
     assert not Campaign.objects.exists()
 
     # Fixed, saved: the parameters and the offer are stored in the API's shape.
@@ -75,6 +80,11 @@ def test_build_preview_save_activate_run_test_and_pause(admin_page: Page, live_s
     campaign = Campaign.objects.get()
     assert (campaign.params, campaign.offer) == ({"inactive_days": 60}, {"bonus_points": 150})
     expect(page).to_have_url(re.compile(rf"/admin/campaigns/campaign/{campaign.pk}/change/"))
+    # The preview customer survived the save.
+    expect(page.locator("#preview-customer")).to_have_value("shop-grace")
+    expect(page.locator("#preview-subject")).to_have_text("We miss you, Grace")
+    eligible = "Eligible now: the next run would send them this message."
+    expect(page.locator("#preview-eligibility")).to_have_text(eligible)
 
     # Activate, run now.
     page.click("#campaign-active")
@@ -89,7 +99,9 @@ def test_build_preview_save_activate_run_test_and_pause(admin_page: Page, live_s
     expect(page.locator("#preview-subject")).to_have_text("We miss you, Grace")
     page.fill("#send-test-to", "marketing@example.com")
     page.click("#send-test-button")
-    expect(page.locator("ul.messagelist")).to_contain_text("Test sent to marketing@example.com")
+    expect(page.locator("ul.messagelist")).to_contain_text(
+        "Test sent to marketing@example.com: kept in memory (locmem email backend, for tests)"
+    )
     test_mail = next(m for m in mail.outbox if m.to == ["marketing@example.com"])
     assert test_mail.subject == "[TEST] We miss you, Grace"
 

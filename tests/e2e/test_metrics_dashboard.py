@@ -163,5 +163,5 @@ def test_dashboard_charts_a_campaigns_treated_vs_control_conversion(admin_page: 
     expect(block).to_contain_text("Winback autumn")
     expect(block.locator("svg g[data-label=treated]")).to_contain_text("50%")
     expect(block.locator("svg g[data-label=control]")).to_contain_text("0%")
-    expect(block.locator("[data-figure=uplift]")).to_contain_text("Uplift +50.0 points")
+    expect(block.locator("[data-figure=uplift]")).to_contain_text("Uplift +50.0 pp")
     block.screenshot(path=str(tmp_path / "campaign-impact.png"))

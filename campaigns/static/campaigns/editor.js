@@ -1,5 +1,6 @@
-// The campaign editor: show only the chosen trigger's parameters, and render a live preview of
-// the (unsaved) templates for a chosen customer through the admin's preview endpoint.
+// The campaign editor: show only the chosen trigger's parameters, render a live preview of the
+// (unsaved) templates for a chosen customer, say whether that customer is eligible now, and
+// estimate who would enter now — all through the admin's preview and audience endpoints.
 "use strict";
 (function () {
   function showTriggerParams() {
@@ -10,39 +11,95 @@
     });
   }
 
-  let timer = null;
-  let sequence = 0;
+  function formData(box) {
+    const form = document.querySelector("#campaign_form");
+    const data = new FormData(form);
+    if (box.dataset.campaignId) data.set("campaign_id", box.dataset.campaignId);
+    return data;
+  }
+
+  // The chosen preview customer rides along with every button of the page (save, run, status,
+  // send test), so it is still chosen on the page that comes back.
+  function carryPreviewCustomer() {
+    const customer = document.getElementById("preview-customer");
+    if (!customer) return;
+    document.querySelectorAll("input.carries-preview-customer").forEach(function (input) {
+      input.value = customer.value;
+    });
+  }
+
+  let previewTimer = null;
+  let previewSequence = 0;
 
   function renderPreview() {
     const box = document.getElementById("campaign-preview");
-    const form = document.querySelector("#campaign_form");
-    if (!box || !form) return;
-    const data = new FormData(form);
+    if (!box || !document.querySelector("#campaign_form")) return;
+    const data = formData(box);
     const customer = document.getElementById("preview-customer");
     data.set("preview_customer", customer ? customer.value : "");
-    const hidden = document.getElementById("send-test-customer");
-    if (hidden && customer) hidden.value = customer.value;
-    const mine = ++sequence;
+    carryPreviewCustomer();
+    const mine = ++previewSequence;
     fetch(box.dataset.previewUrl, {method: "POST", body: data, credentials: "same-origin"})
       .then(function (response) { return response.json(); })
       .then(function (answer) {
-        if (mine !== sequence) return; // a newer keystroke's answer is on its way
+        if (mine !== previewSequence) return; // a newer keystroke's answer is on its way
         const error = document.getElementById("preview-error");
+        const eligibility = document.getElementById("preview-eligibility");
         if (answer.error) {
-          error.hidden = false;
           error.textContent = answer.error.message;
+          error.hidden = false;
+          eligibility.hidden = true;
           return;
         }
         error.hidden = true;
+        error.textContent = "";
         document.getElementById("preview-subject").textContent = answer.subject;
         document.getElementById("preview-body").textContent = answer.body;
+        if (answer.eligibility) {
+          eligibility.textContent = answer.eligibility.text;
+          eligibility.classList.toggle("eligible", answer.eligibility.eligible === true);
+          eligibility.classList.toggle("not-eligible", answer.eligibility.eligible === false);
+          eligibility.hidden = false;
+        } else {
+          eligibility.hidden = true;
+        }
       })
       .catch(function () { /* offline or logged out: keep the last preview */ });
   }
 
   function schedulePreview() {
-    clearTimeout(timer);
-    timer = setTimeout(renderPreview, 300);
+    clearTimeout(previewTimer);
+    previewTimer = setTimeout(renderPreview, 300);
+  }
+
+  let estimateTimer = null;
+  let estimateSequence = 0;
+
+  function countAudience() {
+    const box = document.getElementById("campaign-estimate");
+    if (!box || !document.querySelector("#campaign_form")) return;
+    const output = document.getElementById("audience-estimate");
+    const mine = ++estimateSequence;
+    fetch(box.dataset.audienceUrl, {method: "POST", body: formData(box), credentials: "same-origin"})
+      .then(function (response) { return response.json(); })
+      .then(function (answer) {
+        if (mine !== estimateSequence) return;
+        output.classList.toggle("estimate-error", Boolean(answer.error));
+        output.textContent = answer.error ? "No estimate until the form is fixed: " + answer.error.message : answer.text;
+      })
+      .catch(function () { /* keep the last estimate */ });
+  }
+
+  function scheduleCount() {
+    clearTimeout(estimateTimer);
+    estimateTimer = setTimeout(countAudience, 500);
+  }
+
+  // Fields that change who enters (the rest, subject and body, only change the preview).
+  function changesAudience(target) {
+    const name = target.name || "";
+    return name === "trigger" || name === "channel" || name === "holdout_percent" ||
+      name.indexOf("param__") === 0 || name.indexOf("audience_") === 0;
   }
 
   document.addEventListener("DOMContentLoaded", function () {
@@ -50,9 +107,19 @@
     const select = document.getElementById("id_trigger");
     if (select) select.addEventListener("change", function () { showTriggerParams(); schedulePreview(); });
     const form = document.querySelector("#campaign_form");
-    if (form) form.addEventListener("input", schedulePreview);
+    if (form) {
+      form.addEventListener("input", function (event) {
+        schedulePreview();
+        if (changesAudience(event.target)) scheduleCount();
+      });
+      form.addEventListener("change", function (event) {
+        if (changesAudience(event.target)) scheduleCount();
+      });
+    }
     const customer = document.getElementById("preview-customer");
-    if (customer) customer.addEventListener("input", schedulePreview);
+    if (customer) customer.addEventListener("input", carryPreviewCustomer);
+    carryPreviewCustomer();
     renderPreview();
+    countAudience();
   });
 })();
