@@ -31,6 +31,7 @@ from django.http import (
 )
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.html import format_html
 
 from campaigns import display, selectors
 from campaigns.audience import rfm_segment_names, tier_codes
@@ -696,6 +697,7 @@ class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         *(field.name for field in Message._meta.fields if field.name != "reason"),
         "reason_text",
         "waits",
+        "content",
     ]
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
@@ -710,7 +712,13 @@ class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     def get_fields(self, request: HttpRequest, obj: Message | None = None) -> list[str]:
         names = [field.name for field in Message._meta.fields if field.name != "id"]
         at = names.index("reason")
-        return [*names[:at], "reason_text", "waits", *names[at + 1 :]]
+        return [*names[:at], "reason_text", "waits", *names[at + 1 :], "content"]
+
+    @admin.display(description="content")
+    def content(self, message: Message) -> str:
+        # A link, not the text: the rendering lives with the customer 360 (customers imports campaigns).
+        url = reverse("admin:customers_customer_message", args=[message.customer_id, message.pk])
+        return format_html('<a href="{}">Subject and body, rendered</a>', url)
 
     @admin.display(description="message")
     def short_uuid(self, message: Message) -> str:

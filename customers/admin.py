@@ -1,15 +1,26 @@
 """The staff UI for customer data. Writes go through the services; history is read-only."""
 
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
 from functools import partial
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
-from django.db.models import QuerySet
-from django.http import HttpRequest
-from django.urls import path
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.db.models import F, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
+from django.http import Http404, HttpRequest, HttpResponse
+from django.template.defaultfilters import floatformat
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
 
-from customers import loyalty_admin, selectors, selectors_loyalty
+from customers import loyalty_admin, selectors, selectors_360, selectors_loyalty
 from customers.models import (
     AuditLog,
     Cart,
@@ -18,6 +29,8 @@ from customers.models import (
     ConsentEvent,
     ConsentSource,
     Customer,
+    LoyaltyProgram,
+    LoyaltyTier,
     NpsResponse,
     PointsEntry,
     Product,
@@ -33,14 +46,60 @@ from retention_crm.readonly_admin import ReadOnlyAdminMixin
 EDITABLE_CUSTOMER_FIELDS = PERSONAL_FIELDS
 CUSTOMER_STATS_FIELDS = (
     "orders_count",
-    "total_spent",
+    "total_spent_display",
     "first_purchase_at",
     "last_purchase_at",
     "points_balance",
-    "tier",
+    "tier_display",
     "created_at",
     "erased_at",
 )
+MESSAGE_VIEW_PERMISSION = "campaigns.view_message"
+NPS_VIEW_PERMISSION = "customers.view_npsresponse"
+
+
+# --- Money and tiers, as staff read them ------------------------------------------------------
+
+# Currencies written with a symbol before the amount; any other code follows it ("12.00 CHF").
+CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "INR": "₹", "CAD": "CA$", "AUD": "A$"}
+
+
+@dataclass(frozen=True)
+class Currency:
+    """How the store's currency is written around an amount; templates use it with floatformat."""
+
+    code: str
+    prefix: str
+    suffix: str
+
+
+def store_currency() -> Currency:
+    code = settings.STORE_CURRENCY
+    symbol = CURRENCY_SYMBOLS.get(code)
+    if symbol:
+        return Currency(code=code, prefix=symbol, suffix="")
+    return Currency(code=code, prefix="", suffix=f" {code}")
+
+
+def money(amount: Decimal | int | None) -> str:
+    """An amount in the store's currency, two decimals and grouped thousands: "$1,852.27"."""
+    if amount is None:
+        return "—"
+    currency = store_currency()
+    return f"{currency.prefix}{floatformat(amount, '2g')}{currency.suffix}"
+
+
+def tier_names() -> dict[str, str]:
+    """Tier code to the name staff gave it, in the program's order."""
+    tiers = LoyaltyTier.objects.filter(program_id=LoyaltyProgram.SINGLETON_ID).order_by("threshold")
+    return dict(tiers.values_list("code", "name"))
+
+
+def tier_name_subquery(code_field: str) -> Coalesce:
+    """The tier's name for a column holding its code, in the same statement (no query per row);
+    a code the program no longer has shows as itself."""
+    names = LoyaltyTier.objects.filter(program_id=LoyaltyProgram.SINGLETON_ID, code=OuterRef(code_field))
+    return Coalesce(Subquery(names.values("name")[:1]), F(code_field))
 
 
 # --- Customer list filters --------------------------------------------------------------------
@@ -99,8 +158,7 @@ class TierFilter(admin.SimpleListFilter):
     parameter_name = "tier"
 
     def lookups(self, request, model_admin):
-        tiers = Customer.objects.order_by("tier").values_list("tier", flat=True).distinct()
-        return [(tier, tier.title()) for tier in tiers]
+        return list(tier_names().items())
 
     def queryset(self, request, queryset):
         return queryset.filter(tier=self.value()) if self.value() else queryset
@@ -160,16 +218,19 @@ class CustomerForm(forms.ModelForm):
 class CustomerAdmin(admin.ModelAdmin):
     form = CustomerForm
     change_form_template = "admin/customers/customer/change_form.html"
+    # Short headings and a date without the time keep all columns, Tier and Points included, in view
+    # at 1400 px with the navigation and filter sidebars open.
     list_display = (
         "external_id",
-        "email",
-        "full_name",
-        "orders_count",
-        "total_spent",
-        "last_purchase_at",
-        "tier",
-        "points_balance",
+        "name_and_email",
+        "orders_display",
+        "total_spent_display",
+        "last_purchase_display",
+        "tier_display",
+        "points_display",
     )
+    # The customers who bought last come first; those who never bought, last.
+    ordering = (F("last_purchase_at").desc(nulls_last=True), "-id")
     list_filter = (
         *(consent_filter(channel) for channel in Channel.values),
         TierFilter,
@@ -193,6 +254,41 @@ class CustomerAdmin(admin.ModelAdmin):
     def full_name(self, customer: Customer) -> str:
         return f"{customer.first_name} {customer.last_name}".strip()
 
+    @admin.display(description="Name and email")
+    def name_and_email(self, customer: Customer) -> str:
+        # A break opportunity after the "@" lets a long address wrap there, not push Tier and
+        # Points out of view.
+        local, at, domain = customer.email.partition("@")
+        email = format_html("{}{}<wbr>{}", local, at, domain)
+        name = self.full_name(customer)
+        if name and customer.email:
+            return format_html('{}<br><span class="quiet">{}</span>', name, email)
+        return name or email or "—"
+
+    @admin.display(description="Orders", ordering="orders_count")
+    def orders_display(self, customer: Customer) -> int:
+        return customer.orders_count
+
+    @admin.display(description="Last purchase", ordering="last_purchase_at")
+    def last_purchase_display(self, customer: Customer) -> dt.date | None:
+        # The store's calendar day: the list compares recency, the 360 has the time.
+        return timezone.localtime(customer.last_purchase_at).date() if customer.last_purchase_at else None
+
+    @admin.display(description="Total spent", ordering="total_spent")
+    def total_spent_display(self, customer: Customer) -> str:
+        return money(customer.total_spent)
+
+    @admin.display(description="Tier", ordering="tier")
+    def tier_display(self, customer: Customer) -> str:
+        return getattr(customer, "tier_name", None) or customer.tier
+
+    @admin.display(description="Points", ordering="points_balance")
+    def points_display(self, customer: Customer) -> int:
+        return customer.points_balance
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Customer]:
+        return super().get_queryset(request).annotate(tier_name=tier_name_subquery("tier"))
+
     def get_readonly_fields(self, request: HttpRequest, obj: Customer | None = None):
         if obj is not None:
             return ("external_id", *self.readonly_fields)
@@ -205,12 +301,21 @@ class CustomerAdmin(admin.ModelAdmin):
         extra_context = extra_context or {}
         customer = self.get_object(request, object_id)
         if customer is not None:
-            extra_context["customer_360"] = selectors.customer_360(customer=customer)
+            extra_context["customer_360"] = c360 = selectors.customer_360(customer=customer)
+            extra_context["currency"] = store_currency()
+            extra_context["consent_rows"] = [(Channel(code).label, granted) for code, granted in c360.consents.items()]
+            names = tier_names()
+            extra_context["tier_name"] = names.get(customer.tier, customer.tier)
+            if request.user.has_perm(MESSAGE_VIEW_PERMISSION):
+                extra_context["customer_messages"] = selectors_360.customer_messages(customer=customer)
+            if request.user.has_perm(NPS_VIEW_PERMISSION):
+                extra_context["customer_nps"] = selectors_360.customer_nps_answers(customer=customer)
             # Loyalty: tier progress, expiring points, tier history, and the adjust-points button.
             extra_context["loyalty"] = selectors_loyalty.customer_loyalty(customer=customer)
-            extra_context["tier_history"] = list(
-                selectors_loyalty.tier_history(customer=customer)[: selectors.RECENT_ROWS]
-            )
+            extra_context["tier_history"] = [
+                (change, names.get(change.from_tier, change.from_tier), names.get(change.to_tier, change.to_tier))
+                for change in selectors_loyalty.tier_history(customer=customer)[: selectors.RECENT_ROWS]
+            ]
             extra_context["can_adjust_points"] = request.user.has_perm(loyalty_admin.ADJUST_PERMISSION)
             # Metrics: the nightly RFM segment and churn risk (None until the customer is scored).
             extra_context["customer_scores"] = metrics_selectors.customer_scores(customer)
@@ -222,7 +327,12 @@ class CustomerAdmin(admin.ModelAdmin):
             self.admin_site.admin_view(partial(loyalty_admin.adjust_points_view, self)),
             name="customers_customer_adjust_points",
         )
-        return [adjust, *super().get_urls()]
+        message = path(
+            "<path:object_id>/messages/<int:message_id>/",
+            self.admin_site.admin_view(partial(customer_message_view, self)),
+            name="customers_customer_message",
+        )
+        return [adjust, message, *super().get_urls()]
 
     def save_model(self, request: HttpRequest, obj: Customer, form: CustomerForm, change: bool) -> None:
         customer, _ = customer_upsert(
@@ -239,19 +349,53 @@ class CustomerAdmin(admin.ModelAdmin):
         return False
 
 
+def customer_message_view(
+    model_admin: CustomerAdmin, request: HttpRequest, object_id: str, message_id: int
+) -> HttpResponse:
+    """One campaign message to the customer: its facts and its subject and body, rendered."""
+    customer = model_admin.get_object(request, unquote(object_id))
+    if customer is None:
+        raise Http404("No such customer.")
+    if not (model_admin.has_view_permission(request, customer) and request.user.has_perm(MESSAGE_VIEW_PERMISSION)):
+        raise PermissionDenied
+    found = selectors_360.customer_message(customer=customer, message_id=message_id)
+    if found is None:
+        raise Http404("No such message for this customer.")
+    message, rendered = found
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": f"Message: {message.campaign.name}",
+        "opts": Customer._meta,
+        "original": customer,
+        "message": message,
+        "rendered": rendered,
+        "reason_label": selectors_360.reason_label(message.reason),
+        "change_url": reverse("admin:customers_customer_change", args=[customer.pk]),
+        "can_view_campaign": request.user.has_perm("campaigns.view_campaign"),
+    }
+    return TemplateResponse(request, "admin/customers/customer/message.html", context)
+
+
 # --- Purchases, carts, products ---------------------------------------------------------------
 
 
-class PurchaseItemInline(ReadOnlyAdminMixin, admin.TabularInline):
-    model = PurchaseItem
-    fields = ("sku", "name", "category", "quantity", "unit_price")
+class LineItemInline(ReadOnlyAdminMixin, admin.TabularInline):
+    fields = ("sku", "name", "category", "quantity", "unit_price_display")
     readonly_fields = fields
     extra = 0
+
+    @admin.display(description="Unit price")
+    def unit_price_display(self, item: PurchaseItem | CartItem) -> str:
+        return money(item.unit_price)
+
+
+class PurchaseItemInline(LineItemInline):
+    model = PurchaseItem
 
 
 @admin.register(Purchase)
 class PurchaseAdmin(admin.ModelAdmin):
-    list_display = ("external_id", "customer", "placed_at", "total", "currency", "status")
+    list_display = ("external_id", "placed_at", "total_display", "status", "customer")
     list_filter = ("status", ("placed_at", admin.DateFieldListFilter))
     search_fields = ("external_id", "customer__external_id")
     list_select_related = ("customer",)
@@ -259,7 +403,7 @@ class PurchaseAdmin(admin.ModelAdmin):
         "external_id",
         "customer",
         "placed_at",
-        "total",
+        "total_display",
         "currency",
         "status",
         "cart",
@@ -273,6 +417,10 @@ class PurchaseAdmin(admin.ModelAdmin):
     actions = ("refund_selected", "cancel_selected")
     date_hierarchy = "placed_at"
     show_full_result_count = False
+
+    @admin.display(description="Total", ordering="total")
+    def total_display(self, purchase: Purchase) -> str:
+        return money(purchase.total)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # purchases come from the shop (API or CSV import)
@@ -300,11 +448,8 @@ class PurchaseAdmin(admin.ModelAdmin):
         self._change_status(request, queryset, purchase_cancel, "cancelled")
 
 
-class CartItemInline(ReadOnlyAdminMixin, admin.TabularInline):
+class CartItemInline(LineItemInline):
     model = CartItem
-    fields = ("sku", "name", "category", "quantity", "unit_price")
-    readonly_fields = fields
-    extra = 0
 
 
 @admin.register(Cart)
@@ -343,6 +488,33 @@ class PointsEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ("customer__external_id", "idempotency_key")
     list_select_related = ("customer",)
     show_full_result_count = False
+    fields = (
+        "customer",
+        "kind",
+        "points",
+        "balance_after",
+        "created_at",
+        "expires_at",
+        "remaining",
+        "uncovered",
+        "reason",
+        "purchase",
+        "order_id",
+        "order_total_display",
+        "discount_display",
+        "related_entry",
+        "created_by",
+        "idempotency_key",
+    )
+    readonly_fields = fields
+
+    @admin.display(description="Order total")
+    def order_total_display(self, entry: PointsEntry) -> str:
+        return "" if entry.order_total is None else money(entry.order_total)
+
+    @admin.display(description="Discount")
+    def discount_display(self, entry: PointsEntry) -> str:
+        return "" if entry.discount is None else money(entry.discount)
 
 
 @admin.register(NpsResponse)

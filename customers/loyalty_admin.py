@@ -8,6 +8,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -90,13 +91,51 @@ class LoyaltyProgramAdmin(admin.ModelAdmin):
             self.message_user(request, "Tiers changed: customers are being moved to their new tiers.", messages.INFO)
 
 
+class ToTierFilter(admin.SimpleListFilter):
+    title = "to tier"
+    parameter_name = "to_tier"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        from customers.admin import tier_names  # that module imports this one
+
+        return list(tier_names().items())
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[TierChange]) -> QuerySet[TierChange]:
+        return queryset.filter(to_tier=self.value()) if self.value() else queryset
+
+
 @admin.register(TierChange)
 class TierChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("customer", "from_tier", "to_tier", "trailing_spend", "cause", "changed_at")
-    list_filter = ("cause", "to_tier")
+    list_display = ("customer", "from_tier_display", "to_tier_display", "trailing_spend_display", "cause", "changed_at")
+    list_filter = ("cause", ToTierFilter)
     search_fields = ("customer__external_id",)
     list_select_related = ("customer",)
     show_full_result_count = False
+    fields = ("customer", "from_tier_display", "to_tier_display", "trailing_spend_display", "cause", "changed_at")
+    readonly_fields = fields
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[TierChange]:
+        from customers.admin import tier_name_subquery  # that module imports this one
+
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(from_tier_name=tier_name_subquery("from_tier"), to_tier_name=tier_name_subquery("to_tier"))
+        )
+
+    @admin.display(description="From", ordering="from_tier")
+    def from_tier_display(self, change: TierChange) -> str:
+        return getattr(change, "from_tier_name", None) or change.from_tier
+
+    @admin.display(description="To", ordering="to_tier")
+    def to_tier_display(self, change: TierChange) -> str:
+        return getattr(change, "to_tier_name", None) or change.to_tier
+
+    @admin.display(description="Spend, last 365 days", ordering="trailing_spend")
+    def trailing_spend_display(self, change: TierChange) -> str:
+        from customers.admin import money  # that module imports this one
+
+        return money(change.trailing_spend)
 
 
 # --- Adjusting a customer's points ----------------------------------------------------------------
@@ -157,6 +196,8 @@ def adjust_points_view(model_admin: admin.ModelAdmin, request: HttpRequest, obje
         "title": f"Adjust points: {customer}",
         "opts": Customer._meta,
         "original": customer,
+        # The customer admin's queryset carries the tier's name.
+        "tier_name": getattr(customer, "tier_name", None) or customer.tier,
         "form": form,
         "change_url": change_url,
     }

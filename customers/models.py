@@ -298,6 +298,8 @@ class NpsResponse(models.Model):
 
     class Meta:
         ordering = ["-answered_at", "-id"]
+        verbose_name = "NPS answer"
+        verbose_name_plural = "NPS answers"
         constraints = [
             models.CheckConstraint(condition=Q(score__gte=0) & Q(score__lte=10), name="nps_score_0_to_10"),
         ]

@@ -1,5 +1,7 @@
 from django.contrib import admin
-from django.urls import include, path, re_path
+from django.http import HttpRequest, HttpResponseRedirect
+from django.templatetags.static import static
+from django.urls import include, path, re_path, reverse
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from campaigns.views import unsubscribe
@@ -9,8 +11,28 @@ from retention_crm.health import healthz
 admin.site.site_header = "retention_crm"
 admin.site.site_title = "retention_crm"
 admin.site.index_title = "Customers, campaigns and retention"
+# The admin's "View site" link: "/" below sends staff on to the page they can use.
+admin.site.site_url = "/"
+
+DASHBOARD_PERMISSION = "metrics.view_dashboard"
+
+
+def home(request: HttpRequest) -> HttpResponseRedirect:
+    """The site has no public front page: staff who may read the dashboard land on it, everyone
+    else on the admin's index (which asks for a login first)."""
+    if request.user.is_active and request.user.is_staff and request.user.has_perm(DASHBOARD_PERMISSION):
+        return HttpResponseRedirect(reverse("admin:metrics_dashboard_changelist"))
+    return HttpResponseRedirect(reverse("admin:index"))
+
+
+def favicon(request: HttpRequest) -> HttpResponseRedirect:
+    # Browsers ask for /favicon.ico on any page that names no icon (the API's docs, error pages).
+    return HttpResponseRedirect(static("customers/favicon.svg"))
+
 
 urlpatterns = [
+    path("", home, name="home"),
+    path("favicon.ico", favicon, name="favicon"),
     path("admin/", admin.site.urls),
     path("api/v1/metrics/", include("metrics.urls")),
     path("api/v1/", include("campaigns.urls")),

@@ -7,7 +7,9 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
-from customers.services import PurchaseInput, cart_upsert, customer_upsert, purchase_record
+from campaigns.models import Message
+from campaigns.services import campaign_create
+from customers.services import PurchaseInput, cart_upsert, customer_upsert, nps_record, purchase_record
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -56,7 +58,7 @@ def test_login_search_and_open_the_360(admin_page: Page, live_server, ada):
     expect(page).to_have_url(re.compile(rf"/admin/customers/customer/{ada.pk}/change/"))
     stats = page.locator("#customer-360-stats")
     expect(stats.locator("[data-stat=orders_count]")).to_have_text("2")
-    expect(stats.locator("[data-stat=total_spent]")).to_have_text("200.00")
+    expect(stats.locator("[data-stat=total_spent]")).to_have_text("$200.00")
 
     purchases = page.locator("#customer-360-purchases tbody tr.purchase")
     expect(purchases).to_have_count(2)
@@ -106,3 +108,51 @@ def test_the_360_shows_the_nightly_rfm_segment_and_churn_risk(admin_page: Page, 
     page.reload()
     expect(page.locator("[data-stat=rfm_segment]")).to_have_text(ada.score.rfm_segment)
     expect(page.locator("[data-stat=churn_risk]")).to_have_text(f"{ada.score.churn_risk:.2f}")
+
+
+def test_the_360_lists_messages_and_nps_answers_and_opens_a_message(admin_page: Page, live_server, ada):
+    campaign = campaign_create(
+        data={
+            "name": "Your cart misses you",
+            "trigger": "abandoned_cart",
+            "channel": "email",
+            "status": "active",
+            "subject": "{{ customer.first_name }}, {{ cart.items|length }} item(s) wait in your cart",
+            "body": "Hi {{ customer.first_name }},\n"
+            "{% for item in cart.items %}{{ item.quantity }} x {{ item.sku }}\n{% endfor %}",
+            "holdout_percent": 0,
+        }
+    )
+    sent_at = timezone.now() - dt.timedelta(hours=5)
+    message = Message.objects.create(
+        campaign=campaign,
+        customer=ada,
+        channel="email",
+        dedupe_key="ada-cart",
+        cart=ada.carts.get(),
+        status="clicked",
+        scheduled_at=sent_at,
+        send_at=sent_at,
+        sent_at=sent_at,
+        clicked_at=sent_at + dt.timedelta(minutes=30),
+    )
+    nps_record(customer=ada.external_id, score=9, comment="Lovely tea")
+
+    page = admin_page
+    page.goto(f"{live_server.url}/admin/customers/customer/{ada.pk}/change/")
+    row = page.locator("#customer-360-messages tbody tr.message")
+    expect(row).to_have_count(1)
+    expect(row).to_contain_text("Your cart misses you")
+    expect(row).to_contain_text("Clicked")
+    expect(row).to_contain_text(timezone.localtime(sent_at).strftime("%Y-%m-%d %H:%M"))
+    expect(row.locator("a.message-link")).to_have_text("Ada, 1 item(s) wait in your cart")
+    nps = page.locator("#customer-360-nps tbody tr.nps-answer")
+    expect(nps).to_have_count(1)
+    expect(nps).to_contain_text("9")
+    expect(nps).to_contain_text("Lovely tea")
+
+    row.locator("a.message-link").click()
+    expect(page).to_have_url(re.compile(rf"/admin/customers/customer/{ada.pk}/messages/{message.pk}/$"))
+    expect(page.locator("#message-subject")).to_have_text("Ada, 1 item(s) wait in your cart")
+    expect(page.locator("#message-body")).to_contain_text("2 x MUG")
+    expect(page.locator("#message-status")).to_have_text("Clicked")
