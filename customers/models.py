@@ -8,7 +8,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from django.db.models.functions import ExtractDay, ExtractMonth
 from django.utils.timezone import now
 
@@ -90,7 +90,11 @@ class Customer(models.Model):
             models.Index(fields=["email"], name="customer_email_idx"),
             models.Index(fields=["phone"], name="customer_phone_idx"),
             models.Index(fields=["created_at"], name="customer_created_at_idx"),
-            models.Index(fields=["last_purchase_at"], name="customer_last_purchase_idx"),
+            # The admin lists customers by last purchase, newest first and never-buyers last; range
+            # filters on the column (reactivation, win-back) read the same index.
+            models.Index(
+                F("last_purchase_at").desc(nulls_last=True), F("id").desc(), name="customer_last_purchase_idx"
+            ),
             models.Index(fields=["first_purchase_at"], name="customer_first_purchase_idx"),
             models.Index(fields=["birth_month", "birth_day"], name="customer_birthday_idx"),
             models.Index(fields=["tier"], name="customer_tier_idx"),
