@@ -16,9 +16,15 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from campaigns.audience import audience_clean, audience_sql, granted_sql
+from campaigns.audience import audience_clean
 from campaigns.models import HOLDOUT_PERCENT_MAX
-from campaigns.services.evaluation import HOLDOUT_BUCKETS, address_sql, customer_tz_sql, holdout_bucket, holdout_sql
+from campaigns.services.evaluation import (
+    HOLDOUT_BUCKETS,
+    customer_conditions,
+    customer_tz_sql,
+    holdout_bucket,
+    holdout_sql,
+)
 from campaigns.sql import Sql, all_of, value
 from campaigns.triggers import Candidates, EvaluationContext, trigger_get
 from customers.models import Channel
@@ -91,19 +97,7 @@ def _not_entered(target: Target, dedupe_key: Sql) -> Sql:
 
 
 def _customer_conditions(target: Target) -> list[tuple[str, Sql | str]]:
-    """What every trigger needs of the customer, named for the preview's explanation.
-
-    The same conditions as ``evaluation_sql`` puts around the trigger's (tests compare the
-    estimate with what a run creates); the evaluation could take its list from here.
-    """
-    conditions: list[tuple[str, Sql | str]] = [
-        ("not_erased", "c.erased_at IS NULL"),
-        ("consent", granted_sql(target.channel)),
-        ("address", address_sql(target.channel)),
-    ]
-    for key, filter_value in target.audience.items():
-        conditions.append((f"audience.{key}", all_of(audience_sql({key: filter_value}))))
-    return conditions
+    return customer_conditions(channel=target.channel, audience=target.audience)
 
 
 # --- The audience estimate --------------------------------------------------------------------------

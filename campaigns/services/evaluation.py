@@ -20,6 +20,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -169,6 +170,20 @@ def cap_release_sql(*, recent: str, now: dt.datetime, policy: Policy, extra: str
     )
 
 
+def customer_conditions(*, channel: str, audience: dict[str, Any]) -> list[tuple[str, Sql | str]]:
+    """What every trigger needs of the customer, each named (the editor's preview explains a
+    customer's ineligibility by these names): not erased, the channel's consent and address, and
+    each audience filter."""
+    conditions: list[tuple[str, Sql | str]] = [
+        ("not_erased", "c.erased_at IS NULL"),
+        ("consent", granted_sql(channel)),
+        ("address", address_sql(channel)),
+    ]
+    for key, filter_value in audience.items():
+        conditions.append((f"audience.{key}", all_of(audience_sql({key: filter_value}))))
+    return conditions
+
+
 def evaluation_sql(*, campaign: Campaign, policy: Policy, now: dt.datetime) -> Sql:
     trigger = trigger_get(campaign.trigger)
     params = trigger.resolve(trigger.clean_params(campaign.params))
@@ -177,10 +192,7 @@ def evaluation_sql(*, campaign: Campaign, policy: Policy, now: dt.datetime) -> S
     candidates = trigger.candidates(params=params, ctx=ctx)
     conditions = [
         candidates.where,
-        "c.erased_at IS NULL",
-        granted_sql(campaign.channel),
-        address_sql(campaign.channel),
-        *audience_sql(campaign.audience),
+        *(condition for _, condition in customer_conditions(channel=campaign.channel, audience=campaign.audience)),
     ]
     now_sql = value(now, "timestamptz")
     campaign_id = value(campaign.pk, "bigint")
