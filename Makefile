@@ -34,6 +34,8 @@ $(BIN)/.installed: $(BIN)/.installed-run requirements-dev.txt
 venv: $(BIN)/.installed
 
 ## run: the demo with web, worker and beat; with no DATABASE_URL on the embedded PostgreSQL (var/postgres)
+# DEBUG is off unless set (production is the default); the demo's processes run with it on.
+run demo: export DEBUG ?= true
 run: $(BIN)/.installed-run
 	@if [ -n "$$DATABASE_URL" ]; then $(MAKE) --no-print-directory demo; \
 	else $(BIN)/python -m retention_crm.embedded_postgres run -- $(MAKE) --no-print-directory demo; fi

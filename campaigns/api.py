@@ -1,7 +1,6 @@
 """REST API v1 for campaigns (SPEC §6): list, create, read, change, run now, report; and the
 providers' delivery callbacks. Thin views: parse, call one service or selector, render."""
 
-import hmac
 from typing import Any
 
 from django.conf import settings
@@ -32,6 +31,8 @@ from campaigns.services import (
 )
 from customers.services import validation as v
 from retention_crm.api.shapes import ERRORS, ErrorSerializer, body_object
+from retention_crm.api.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, signature_verify
+from retention_crm.api.throttling import CallbackRateThrottle
 
 CAMPAIGN_EXAMPLE = {
     "name": "Come back",
@@ -95,6 +96,7 @@ REPORT_EXAMPLE = {
 
 class CampaignListApi(generics.ListAPIView):
     required_scopes = {"GET": "campaigns", "POST": "campaigns"}
+    required_permissions = {"GET": "campaigns.view_campaign", "POST": "campaigns.add_campaign"}
     serializer_class = CampaignSerializer
 
     def get_queryset(self):
@@ -139,6 +141,7 @@ class CampaignListApi(generics.ListAPIView):
 
 class CampaignDetailApi(APIView):
     required_scopes = {"GET": "campaigns", "PATCH": "campaigns"}
+    required_permissions = {"GET": "campaigns.view_campaign", "PATCH": "campaigns.change_campaign"}
 
     @extend_schema(
         responses={200: CampaignSerializer, **ERRORS},
@@ -165,6 +168,7 @@ class CampaignDetailApi(APIView):
 
 class CampaignRunApi(APIView):
     required_scopes = {"POST": "campaigns"}
+    required_permissions = {"POST": "campaigns.run_campaign"}
 
     @extend_schema(
         request=None,
@@ -183,6 +187,7 @@ class CampaignRunApi(APIView):
 
 class CampaignReportApi(APIView):
     required_scopes = {"GET": "campaigns"}
+    required_permissions = {"GET": "campaigns.view_campaign"}
 
     @extend_schema(
         responses={200: ReportSerializer, **ERRORS},
@@ -193,28 +198,58 @@ class CampaignReportApi(APIView):
         return Response(selectors.campaign_report(campaign=campaign_get(campaign_id=campaign_id)))
 
 
-class CallbackSecretPermission(BasePermission):
-    """Providers authenticate with the shared secret in ``X-Callback-Secret`` (constant-time compare)."""
+class SignedCallbackPermission(BasePermission):
+    """Providers sign each callback: HMAC-SHA256 of ``<X-Signature-Timestamp>.<raw body>`` with
+    CAMPAIGN_CALLBACK_SECRET in ``X-Signature: sha256=<hex>``; a stale timestamp or a signature
+    seen before is refused (retention_crm/api/signing.py)."""
 
-    message = "A valid X-Callback-Secret header is required."
+    message = "A valid X-Signature and X-Signature-Timestamp are required."
 
     def has_permission(self, request: Request, view: Any) -> bool:
-        expected = settings.CAMPAIGN_CALLBACK_SECRET
-        given = request.headers.get("X-Callback-Secret", "")
-        return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
+        try:
+            signature_verify(
+                secret=settings.CAMPAIGN_CALLBACK_SECRET,
+                timestamp=request.headers.get(TIMESTAMP_HEADER, ""),
+                signature=request.headers.get(SIGNATURE_HEADER, ""),
+                body=request.body,
+                tolerance_seconds=settings.CAMPAIGN_CALLBACK_TOLERANCE_SECONDS,
+            )
+        except SignatureError as error:
+            self.message = f"Callback refused: {error}."
+            return False
+        return True
 
 
 class ProviderEventsApi(APIView):
     authentication_classes: list = []
-    permission_classes = [CallbackSecretPermission]
-    throttle_classes: list = []
+    permission_classes = [SignedCallbackPermission]
+    throttle_classes = [CallbackRateThrottle]
     required_scopes: dict = {}
+
+    def check_permissions(self, request: Request) -> None:
+        # The rate limit comes before the signature check, so a flood of bad signatures is
+        # limited too (DRF checks throttles after permissions).
+        super().check_throttles(request)
+        super().check_permissions(request)
+
+    def check_throttles(self, request: Request) -> None:
+        pass  # done in check_permissions
 
     @extend_schema(
         request=ProviderEventsSerializer,
         responses={200: EventsResultSerializer, **ERRORS},
-        summary="Provider callbacks: delivered, opened, clicked, bounced (shared secret)",
+        summary="Provider callbacks: delivered, opened, clicked, bounced (signed: X-Signature, X-Signature-Timestamp)",
         auth=[],
+        parameters=[
+            OpenApiParameter(TIMESTAMP_HEADER, str, OpenApiParameter.HEADER, required=True, description="Unix seconds"),
+            OpenApiParameter(
+                SIGNATURE_HEADER,
+                str,
+                OpenApiParameter.HEADER,
+                required=True,
+                description="sha256=<hex HMAC-SHA256 of '<timestamp>.<raw body>' with the callback secret>",
+            ),
+        ],
         examples=[
             OpenApiExample(
                 "Hard bounce",

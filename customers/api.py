@@ -114,6 +114,7 @@ def actor_name(request: Request) -> str:
 )
 class CustomerListApi(generics.ListAPIView):
     required_scopes = {"GET": "read"}
+    required_permissions = {"GET": "customers.view_customer"}
     serializer_class = CustomerSerializer
     filterset_class = CustomerFilter
 
@@ -123,6 +124,11 @@ class CustomerListApi(generics.ListAPIView):
 
 class CustomerDetailApi(APIView):
     required_scopes = {"GET": "read", "PUT": "write"}
+    # PUT creates or updates, so a session needs both, as in the admin.
+    required_permissions = {
+        "GET": "customers.view_customer",
+        "PUT": ("customers.add_customer", "customers.change_customer"),
+    }
 
     @extend_schema(
         responses={200: CustomerSerializer, **ERRORS},
@@ -162,6 +168,8 @@ class CustomerDetailApi(APIView):
 
 class CustomerConsentApi(APIView):
     required_scopes = {"POST": "write"}
+    # Consents are edited on the customer's change form in the admin.
+    required_permissions = {"POST": "customers.change_customer"}
 
     @extend_schema(
         request=ConsentWriteSerializer,
@@ -185,6 +193,7 @@ class CustomerConsentApi(APIView):
 
 class CustomerEraseApi(APIView):
     required_scopes = {"POST": "write"}
+    required_permissions = {"POST": "customers.erase_customer"}
 
     @extend_schema(
         request=None,
@@ -217,6 +226,7 @@ PURCHASE_EXAMPLE = {
 
 class PurchaseCreateApi(APIView):
     required_scopes = {"POST": "write"}
+    required_permissions = {"POST": "customers.add_purchase"}
 
     @extend_schema(
         request=PurchaseWriteSerializer,
@@ -235,6 +245,7 @@ class PurchaseCreateApi(APIView):
 
 class PurchaseBulkApi(APIView):
     required_scopes = {"POST": "write"}
+    required_permissions = {"POST": "customers.add_purchase"}
 
     @extend_schema(
         request=BulkPurchasesWriteSerializer,
@@ -274,6 +285,8 @@ class PurchaseBulkApi(APIView):
 
 class PurchaseRefundApi(APIView):
     required_scopes = {"POST": "write"}
+    # The purchase admin's refund action needs the same.
+    required_permissions = {"POST": "customers.change_purchase"}
 
     @extend_schema(
         request=None,
@@ -294,6 +307,7 @@ class PurchaseRefundApi(APIView):
 
 class CartApi(APIView):
     required_scopes = {"PUT": "write"}
+    required_permissions = {"PUT": ("customers.add_cart", "customers.change_cart")}
 
     @extend_schema(
         request=CartWriteSerializer,
@@ -334,6 +348,7 @@ class CartApi(APIView):
 
 class NpsApi(APIView):
     required_scopes = {"POST": "write"}
+    required_permissions = {"POST": "customers.add_npsresponse"}
 
     @extend_schema(
         request=NpsWriteSerializer,

@@ -20,6 +20,8 @@ from retention_crm.api.pagination import Pagination
 from retention_crm.api.shapes import ErrorSerializer
 from retention_crm.errors import ApplicationError
 
+# Staff sessions read metrics with the dashboard's permission (analysts and marketers hold it).
+DASHBOARD_PERMISSION = "metrics.view_dashboard"
 ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer}
 MOMENT = "A date (midnight, store time) or an ISO 8601 datetime"
 START = OpenApiParameter("start", OpenApiTypes.STR, description=f"{MOMENT}; default: `end` minus 30 days")
@@ -117,6 +119,7 @@ RFM_EXAMPLE = OpenApiExample(
 
 class RetentionApi(APIView):
     required_scopes = {"GET": "metrics"}
+    required_permissions = {"GET": DASHBOARD_PERMISSION}
 
     @extend_schema(
         parameters=[
@@ -141,6 +144,7 @@ class RetentionApi(APIView):
 
 class SummaryApi(APIView):
     required_scopes = {"GET": "metrics"}
+    required_permissions = {"GET": DASHBOARD_PERMISSION}
 
     @extend_schema(
         parameters=[START, END, WINDOW],
@@ -157,6 +161,7 @@ class SummaryApi(APIView):
 
 class CohortsApi(APIView):
     required_scopes = {"GET": "metrics"}
+    required_permissions = {"GET": DASHBOARD_PERMISSION}
 
     @extend_schema(
         parameters=[
@@ -195,6 +200,7 @@ class _LazyPage(Sequence):
 
 class RfmApi(APIView):
     required_scopes = {"GET": "metrics"}
+    required_permissions = {"GET": DASHBOARD_PERMISSION}
 
     @extend_schema(
         parameters=[

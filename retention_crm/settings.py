@@ -3,9 +3,13 @@
 With nothing set the project runs embedded for a demo on a bare machine: a PostgreSQL server from
 a pip-installed wheel and Celery's filesystem transport, both under ``var/``. ``DATABASE_URL`` and
 ``CELERY_BROKER_URL`` point it at your PostgreSQL and Redis (or RabbitMQ). Production secrets have
-no default: once ``DEBUG`` is off, ``SECRET_KEY`` must be given.
+no default: ``DEBUG`` is off unless set, and then ``SECRET_KEY`` must be given (``make run`` sets
+``DEBUG=true`` for the demo).
 """
 
+import os
+import secrets
+import sys
 from pathlib import Path
 
 import environ
@@ -19,13 +23,42 @@ env = environ.Env()
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = embedded_postgres.var_dir()  # VAR_DIR, by default var/ in the checkout
 
-DEBUG = env.bool("DEBUG", default=True)
+# Production is the default (SPEC §8): DEBUG is off unless set. `make run` sets DEBUG=true for the
+# demo. The test suite, and the commands its tests start, run with the development defaults too (a
+# plain-HTTP test client, static files from the apps); nothing else imports pytest.
+if "pytest" in sys.modules:
+    os.environ.setdefault("DEBUG", "true")
+DEBUG = env.bool("DEBUG", default=False)
 
-# A development key is fine while DEBUG is on; in production it must come from the environment.
-_DEV_SECRET_KEY = "insecure-development-key-do-not-use-in-production"
-SECRET_KEY = env.str("SECRET_KEY", default=_DEV_SECRET_KEY if DEBUG else "")
+
+def _development_secret_key(folder: Path, *, create: bool) -> str:
+    """The random key made once per checkout under var/ while DEBUG is on (shared by the demo's
+    web, worker and beat, and by later commands in the same checkout), never a key written in the
+    code: a public key would let anyone forge unsubscribe links. Empty when there is none and
+    ``create`` is off. The Docker image has no var/ (.dockerignore), so it never has one."""
+    path = folder / "secret_key"
+    if not path.exists():
+        if not create:
+            return ""
+        folder.mkdir(parents=True, exist_ok=True)
+        draft = folder / f".secret_key.{os.getpid()}"
+        descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_urlsafe(50))
+        try:
+            os.link(draft, path)  # atomic: the first process to get here wins, the others read its key
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return path.read_text().strip()
+
+
+SECRET_KEY = env.str("SECRET_KEY", default="") or _development_secret_key(VAR_DIR, create=DEBUG)
 if not SECRET_KEY:
-    raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
+    raise ImproperlyConfigured(
+        "SECRET_KEY must be set when DEBUG is off (DEBUG is off unless set; DEBUG=true for development)."
+    )
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
@@ -47,6 +80,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_celery_beat",
+    "axes",
     "retention_crm.api",
     "customers",
     "campaigns",
@@ -62,6 +96,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into its answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "retention_crm.urls"
@@ -146,8 +182,11 @@ for _channel in ("sms", "push", "webhook"):
     }
 # The file backend's folder (one JSON line per message and channel).
 CAMPAIGN_FILE_DIR = env.str("CAMPAIGN_FILE_DIR", default=str(VAR_DIR / "outbox"))
-# Providers' delivery callbacks must send this in X-Callback-Secret; empty refuses every callback.
+# Providers sign their delivery callbacks with this secret (HMAC-SHA256 over "<timestamp>.<body>",
+# see retention_crm/api/signing.py); empty refuses every callback. A timestamp further than the
+# tolerance from now is refused, and so is a signature seen before.
 CAMPAIGN_CALLBACK_SECRET = env.str("CAMPAIGN_CALLBACK_SECRET", default="")
+CAMPAIGN_CALLBACK_TOLERANCE_SECONDS = env.int("CAMPAIGN_CALLBACK_TOLERANCE_SECONDS", default=300)
 # A message this long in "sending" is taken to belong to a dead worker and is queued again. Keep it
 # above the send task's hard time limit (300 s) so a live worker's messages are never taken.
 CAMPAIGN_SENDING_STALE_SECONDS = env.int("CAMPAIGN_SENDING_STALE_SECONDS", default=900)
@@ -155,7 +194,13 @@ CAMPAIGN_SENDING_STALE_SECONDS = env.int("CAMPAIGN_SENDING_STALE_SECONDS", defau
 CAMPAIGN_SEND_BATCH_SIZE = env.int("CAMPAIGN_SEND_BATCH_SIZE", default=500)
 
 # --- Security (all on once DEBUG is off; `manage.py check --deploy` stays clean) -----------------
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# X-Forwarded-Proto is believed only behind a proxy that sets it (and strips a client's own).
+TRUST_PROXY_SSL_HEADER = env.bool("TRUST_PROXY_SSL_HEADER", default=False)
+if TRUST_PROXY_SSL_HEADER:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Reverse proxies in front of the web that append to X-Forwarded-For: 0 means the client's address
+# is REMOTE_ADDR (a client cannot spoof it); throttles and the login lockout key on it.
+NUM_PROXIES = env.int("NUM_PROXIES", default=0)
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # load balancers probe over plain HTTP
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
@@ -166,6 +211,20 @@ SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=5 * 1024 * 1024)
+
+# Failed staff logins (django-axes, attempts in the database): LOGIN_FAILURE_LIMIT failures for one
+# username from one address lock that pair out for LOGIN_LOCKOUT_MINUTES (429).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = env.float("LOGIN_LOCKOUT_MINUTES", default=15.0) / 60  # a float is hours to axes
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "retention_crm.api.throttling.client_address"
+AXES_VERBOSE = False
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -190,12 +249,24 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "retention_crm.api.pagination.Pagination",
     "DEFAULT_THROTTLE_CLASSES": ["retention_crm.api.throttling.PerKeyRateThrottle"],
-    "DEFAULT_THROTTLE_RATES": {"api_key": env.str("API_RATE_LIMIT", default="6000/min")},
+    "DEFAULT_THROTTLE_RATES": {
+        "api_key": env.str("API_RATE_LIMIT", default="6000/min"),
+        "callbacks": env.str("CAMPAIGN_CALLBACK_RATE_LIMIT", default="600/min"),
+    },
+    "NUM_PROXIES": NUM_PROXIES,
     "EXCEPTION_HANDLER": "retention_crm.api.errors.api_exception_handler",
     "COERCE_DECIMAL_TO_STRING": True,
 }
+# Bad API keys from one address in a minute before that address gets 429 for the rest of it.
+API_AUTH_FAILURES_PER_MINUTE = env.int("API_AUTH_FAILURES_PER_MINUTE", default=20)
 # Throttle counters live in the cache: use Redis (CACHE_URL) when several web processes run.
 CACHES = {"default": env.cache_url("CACHE_URL", default="locmemcache://")}
+
+# --- Loyalty over the API ------------------------------------------------------------------------
+# POST .../loyalty/adjust (scope loyalty_adjust) moves at most this many points either way per
+# request; grants of LOYALTY_ADJUST_AUDIT_POINTS or more get their own audit entry.
+LOYALTY_ADJUST_MAX_POINTS = env.int("LOYALTY_ADJUST_MAX_POINTS", default=10_000)
+LOYALTY_ADJUST_AUDIT_POINTS = env.int("LOYALTY_ADJUST_AUDIT_POINTS", default=1_000)
 SPECTACULAR_SETTINGS = {
     "TITLE": "retention_crm API",
     "DESCRIPTION": "Customers, purchases, carts, loyalty, campaigns and retention metrics.",

@@ -34,8 +34,8 @@ def probe(env: dict[str, str]) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def test_no_environment_means_embedded_postgresql_and_filesystem_broker(tmp_path):
-    config = probe({"VAR_DIR": str(tmp_path)})
+def test_no_environment_but_debug_means_embedded_postgresql_and_filesystem_broker(tmp_path):
+    config = probe({"VAR_DIR": str(tmp_path), "DEBUG": "true"})
     assert config["engine"] == "django.db.backends.postgresql"
     assert config["name"] == "retention_crm"
     assert config["broker"] == "filesystem://"
@@ -51,6 +51,7 @@ def test_environment_switches_to_postgresql_redis_and_smtp(tmp_path):
     config = probe(
         {
             "VAR_DIR": str(tmp_path),
+            "DEBUG": "true",
             "DATABASE_URL": "postgres://shop:secret@db.internal:5432/crm",
             "CELERY_BROKER_URL": "redis://cache.internal:6379/1",
             "TIME_ZONE": "Europe/Berlin",
@@ -71,7 +72,9 @@ def test_environment_switches_to_postgresql_redis_and_smtp(tmp_path):
 
 
 def test_rabbitmq_works_by_url_alone(tmp_path):
-    config = probe({"VAR_DIR": str(tmp_path), "CELERY_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672//"})
+    config = probe(
+        {"VAR_DIR": str(tmp_path), "DEBUG": "true", "CELERY_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672//"}
+    )
     assert config["broker"].startswith("amqp://")
 
 
@@ -79,6 +82,71 @@ def test_secret_key_is_required_once_debug_is_off(tmp_path):
     result = run_python(PROBE, {"VAR_DIR": str(tmp_path), "DEBUG": "false"})
     assert result.returncode != 0
     assert "SECRET_KEY must be set" in result.stderr
+
+
+SECURITY_PROBE = (
+    "import json, django; django.setup(); from django.conf import settings as s; "
+    "print(json.dumps({'debug': s.DEBUG, 'key': s.SECRET_KEY, 'ssl_redirect': s.SECURE_SSL_REDIRECT, "
+    "'session_secure': s.SESSION_COOKIE_SECURE, 'csrf_secure': s.CSRF_COOKIE_SECURE, "
+    "'proxy_header': getattr(s, 'SECURE_PROXY_SSL_HEADER', None), 'hosts': s.ALLOWED_HOSTS, "
+    "'backends': s.AUTHENTICATION_BACKENDS, 'middleware': s.MIDDLEWARE, 'axes_handler': s.AXES_HANDLER, "
+    "'axes_limit': s.AXES_FAILURE_LIMIT, 'axes_params': s.AXES_LOCKOUT_PARAMETERS, "
+    "'adjust_cap': s.LOYALTY_ADJUST_MAX_POINTS}))"
+)
+PUBLIC_DEVELOPMENT_KEY = "insecure-development-key-do-not-use-in-production"  # what the code once shipped
+
+
+def security(env: dict[str, str]) -> dict:
+    result = run_python(SECURITY_PROBE, env)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_debug_is_off_unless_set_so_nothing_set_asks_for_a_secret_key(tmp_path):
+    result = run_python(PROBE, {"VAR_DIR": str(tmp_path)})
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set" in result.stderr
+
+
+def test_production_is_the_default_once_a_key_is_given(tmp_path):
+    config = security({"VAR_DIR": str(tmp_path), "SECRET_KEY": "k" * 60})
+    assert config["debug"] is False
+    assert config["ssl_redirect"] and config["session_secure"] and config["csrf_secure"]
+    assert config["hosts"] == []
+    assert config["proxy_header"] is None  # X-Forwarded-Proto is not believed unless told
+    assert config["adjust_cap"] == 10_000
+
+
+def test_the_proxy_ssl_header_is_trusted_only_when_asked(tmp_path):
+    base = {"VAR_DIR": str(tmp_path), "SECRET_KEY": "k" * 60}
+    assert security(base)["proxy_header"] is None
+    assert security({**base, "TRUST_PROXY_SSL_HEADER": "false"})["proxy_header"] is None
+    assert security({**base, "TRUST_PROXY_SSL_HEADER": "true"})["proxy_header"] == ["HTTP_X_FORWARDED_PROTO", "https"]
+
+
+def test_the_development_key_is_random_per_checkout_and_shared_by_its_processes(tmp_path):
+    first = security({"VAR_DIR": str(tmp_path / "a"), "DEBUG": "true"})["key"]
+    again = security({"VAR_DIR": str(tmp_path / "a"), "DEBUG": "true"})["key"]
+    other = security({"VAR_DIR": str(tmp_path / "b"), "DEBUG": "true"})["key"]
+    assert first == again != other
+    assert len(first) >= 50 and PUBLIC_DEVELOPMENT_KEY not in (first, other)
+    assert (tmp_path / "a" / "secret_key").stat().st_mode & 0o077 == 0
+    assert PUBLIC_DEVELOPMENT_KEY not in (ROOT / "retention_crm" / "settings.py").read_text()
+
+
+def test_commands_run_by_hand_in_a_demo_checkout_use_the_demo_key(tmp_path):
+    demo_key = security({"VAR_DIR": str(tmp_path), "DEBUG": "true"})["key"]
+    # e.g. `manage.py create_api_key` in another terminal while `make run` runs, DEBUG not set
+    assert security({"VAR_DIR": str(tmp_path)})["key"] == demo_key
+
+
+def test_failed_staff_logins_are_locked_out_by_username_and_address(tmp_path):
+    config = security({"VAR_DIR": str(tmp_path), "DEBUG": "true"})
+    assert config["backends"][0] == "axes.backends.AxesStandaloneBackend"
+    assert config["middleware"][-1] == "axes.middleware.AxesMiddleware"
+    assert config["axes_handler"] == "axes.handlers.database.AxesDatabaseHandler"
+    assert config["axes_limit"] == 5
+    assert config["axes_params"] == [["username", "ip_address"]]
 
 
 def test_check_deploy_is_clean_under_production_settings(tmp_path):
@@ -95,6 +163,7 @@ def test_check_deploy_is_clean_under_production_settings(tmp_path):
 
 def test_site_url_follows_the_port_the_demo_serves_on(tmp_path):
     code = "import django; django.setup(); from django.conf import settings as s; print(s.SITE_URL)"
-    assert run_python(code, {"VAR_DIR": str(tmp_path), "PORT": "8123"}).stdout.strip() == "http://127.0.0.1:8123"
-    given = {"VAR_DIR": str(tmp_path), "PORT": "8123", "SITE_URL": "https://crm.example.com/"}
+    demo = {"VAR_DIR": str(tmp_path), "DEBUG": "true", "PORT": "8123"}
+    assert run_python(code, demo).stdout.strip() == "http://127.0.0.1:8123"
+    given = {**demo, "SITE_URL": "https://crm.example.com/"}
     assert run_python(code, given).stdout.strip() == "https://crm.example.com"

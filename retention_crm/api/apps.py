@@ -8,3 +8,6 @@ class ApiConfig(AppConfig):
 
     def ready(self) -> None:
         from retention_crm.api import schema  # noqa: F401  registers the OpenAPI auth extension
+        from retention_crm.health import install_worker_heartbeat
+
+        install_worker_heartbeat()  # every worker records a heartbeat that /healthz reads

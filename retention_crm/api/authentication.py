@@ -1,4 +1,7 @@
-"""`Authorization: Api-Key <key>` for the shop's backend; staff sessions for the browsable API."""
+"""`Authorization: Api-Key <key>` for the shop's backend; staff sessions for the browsable API.
+
+Bad keys are counted per client address: past API_AUTH_FAILURES_PER_MINUTE in a minute, the
+address gets 429 until the minute ends (see retention_crm/api/throttling.py)."""
 
 from dataclasses import dataclass
 
@@ -6,6 +9,7 @@ from rest_framework import authentication, exceptions
 
 from retention_crm.api.keys import api_key_check
 from retention_crm.api.models import ApiKey
+from retention_crm.api.throttling import auth_failure_record, auth_failures_check
 
 KEYWORD = "Api-Key"
 
@@ -40,11 +44,14 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             raise exceptions.AuthenticationFailed("Malformed Authorization header.") from None
         if keyword != KEYWORD:
             return None  # another scheme: let the next authenticator (or none) decide
+        auth_failures_check(request)  # 429 while this address is over its bad-key limit
         raw_key = raw_key.strip()
         if not raw_key or " " in raw_key or len(raw_key) > 200:
+            auth_failure_record(request)
             raise exceptions.AuthenticationFailed("Malformed API key.")
         key = api_key_check(raw_key=raw_key)
         if key is None:
+            auth_failure_record(request)
             raise exceptions.AuthenticationFailed("Unknown or revoked API key.")
         return ApiClient(key=key), key
 

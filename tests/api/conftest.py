@@ -3,7 +3,7 @@ from rest_framework.test import APIClient
 
 from retention_crm.api.keys import api_key_create
 
-ALL_SCOPES = ["read", "write", "loyalty", "campaigns", "metrics"]
+ALL_SCOPES = ["read", "write", "loyalty", "loyalty_adjust", "campaigns", "metrics"]
 
 
 @pytest.fixture

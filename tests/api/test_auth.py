@@ -50,7 +50,7 @@ def test_wrong_key_is_401(method, path, body, scope):
 
 @pytest.mark.parametrize(("method", "path", "body", "scope"), ENDPOINTS)
 def test_key_without_the_scope_is_403_and_with_it_is_let_in(make_client, method, path, body, scope):
-    others = [s for s in ("read", "write", "loyalty", "campaigns", "metrics") if s != scope]
+    others = [s for s in ("read", "write", "loyalty", "loyalty_adjust", "campaigns", "metrics") if s != scope]
     assert_error(call(make_client(*others), method, path, body), 403, "permission_denied")
 
     response = call(make_client(scope), method, path, body)
@@ -91,12 +91,20 @@ def test_other_authorization_schemes_are_not_keys():
     assert_error(client.get("/api/v1/customers"), 401)
 
 
-def test_staff_session_works_and_non_staff_is_refused(django_user_model):
+def test_staff_session_works_with_the_permission_and_non_staff_is_refused(django_user_model):
+    from django.contrib.auth.models import Permission
+
     staff = django_user_model.objects.create_user("staff", password="pw-123456789", is_staff=True)
+    bare_staff = django_user_model.objects.create_user("bare", password="pw-123456789", is_staff=True)
     shopper = django_user_model.objects.create_user("shopper", password="pw-123456789")
+    view = Permission.objects.get(content_type__app_label="customers", codename="view_customer")
+    staff.user_permissions.add(view)
+    shopper.user_permissions.add(view)
     client = APIClient()
     client.force_login(staff)
     assert client.get("/api/v1/customers").status_code == 200
+    client.force_login(bare_staff)  # is_staff alone opens nothing (SPEC §8)
+    assert_error(client.get("/api/v1/customers"), 403, "permission_denied")
     client.force_login(shopper)
     assert_error(client.get("/api/v1/customers"), 403)
 
@@ -122,3 +130,47 @@ def test_throttling_answers_429_with_the_error_shape(make_client, settings):
     assert [response.status_code for response in responses[:3]] == [200, 200, 200]
     assert_error(responses[3], 429, "throttled")
     assert int(responses[3]["Retry-After"]) > 0
+
+
+def test_bad_keys_from_one_address_are_throttled_then_the_address_waits(make_client, settings):
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.API_AUTH_FAILURES_PER_MINUTE = 5
+    good = make_client("read")
+    guesser = APIClient()
+    guesser.credentials(HTTP_AUTHORIZATION="Api-Key not-a-real-key")
+    try:
+        answers = [guesser.get("/api/v1/customers").status_code for _ in range(5)]
+        throttled = guesser.get("/api/v1/customers")
+        good_from_the_same_address = good.get("/api/v1/customers")
+        elsewhere = good.get("/api/v1/customers", REMOTE_ADDR="203.0.113.9")
+    finally:
+        cache.clear()
+    assert answers == [401] * 5
+    assert_error(throttled, 429, "throttled")
+    assert int(throttled["Retry-After"]) > 0
+    # While the address is over its limit no key from it is looked at, a good one included.
+    assert_error(good_from_the_same_address, 429, "throttled")
+    assert elsewhere.status_code == 200
+
+
+def test_a_forged_forwarded_for_header_does_not_dodge_the_limit(settings):
+    from django.core.cache import cache
+
+    cache.clear()
+    settings.API_AUTH_FAILURES_PER_MINUTE = 3
+    guesser = APIClient()
+    guesser.credentials(HTTP_AUTHORIZATION="Api-Key not-a-real-key")
+    try:
+        answers = [
+            guesser.get("/api/v1/customers", HTTP_X_FORWARDED_FOR=f"198.51.100.{n}").status_code for n in range(5)
+        ]
+    finally:
+        cache.clear()
+    assert answers == [401, 401, 401, 429, 429]
+
+
+def test_create_api_key_offers_the_loyalty_adjust_scope(capsys):
+    call_command("create_api_key", "support desk", "--scopes", "loyalty_adjust")
+    assert ApiKey.objects.get().scopes == ["loyalty_adjust"]

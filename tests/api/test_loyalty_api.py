@@ -201,19 +201,61 @@ def test_adjust_for_an_unknown_customer_is_404(api):
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "body"),
+    ("method", "path", "body", "scope"),
     [
-        ("get", LOYALTY, None),
-        ("post", REDEEM, {"points": 1, "order_total": "10.00", "idempotency_key": "k"}),
-        ("post", ADJUST, {"points": 1, "reason": "x", "idempotency_key": "k"}),
+        ("get", LOYALTY, None, "loyalty"),
+        ("post", REDEEM, {"points": 1, "order_total": "10.00", "idempotency_key": "k"}, "loyalty"),
+        ("post", ADJUST, {"points": 1, "reason": "x", "idempotency_key": "k"}, "loyalty_adjust"),
     ],
 )
-def test_loyalty_endpoints_need_the_loyalty_scope(make_client, ada, method, path, body):
+def test_loyalty_endpoints_need_their_scope(make_client, ada, method, path, body, scope):
     def call(client: APIClient):
         url = path.format(ada)
         return getattr(client, method)(url, body, format="json") if body else getattr(client, method)(url)
 
     assert_error(call(APIClient()), 401, "not_authenticated")
-    others = [scope for scope in ALL_SCOPES if scope != "loyalty"]
+    others = [other for other in ALL_SCOPES if other != scope]
     assert_error(call(make_client(*others)), 403, "permission_denied")
-    assert call(make_client("loyalty")).status_code == 200
+    assert call(make_client(scope)).status_code == 200
+
+
+def test_the_loyalty_scope_cannot_mint_points(make_client, ada):
+    checkout = make_client("loyalty")
+    body = {"points": 2_147_483_647, "reason": "mint", "idempotency_key": "mint-1"}
+    error = assert_error(checkout.post(ADJUST.format(ada), body, format="json"), 403, "permission_denied")
+    assert "loyalty_adjust" in error["message"]
+    assert balance("ada") == 650
+
+
+# --- The adjustment cap and the audit of large grants -----------------------------------------------
+
+
+@pytest.mark.parametrize("points", [10_001, -10_001, 2_147_483_647, "10001"])
+def test_one_adjustment_is_capped_by_the_setting(api, ada, points):
+    body = {"points": points, "reason": "too much", "idempotency_key": f"cap-{points}"}
+    error = assert_error(api.post(ADJUST.format(ada), body, format="json"), 400, "invalid", field="points")
+    assert "10000" in error["fields"]["points"][0]
+    assert balance("ada") == 650
+    assert not AuditLog.objects.filter(action__startswith="points.").exists()
+
+
+def test_the_cap_follows_the_setting(api, ada, settings):
+    settings.LOYALTY_ADJUST_MAX_POINTS = 100
+    over = {"points": 101, "reason": "goodwill", "idempotency_key": "c-1"}
+    assert_error(api.post(ADJUST.format(ada), over, format="json"), 400, field="points")
+    at_cap = {"points": 100, "reason": "goodwill", "idempotency_key": "c-2"}
+    assert api.post(ADJUST.format(ada), at_cap, format="json").json()["balance"] == 750
+
+
+def test_a_large_grant_gets_its_own_audit_entry_once(api, ada, settings):
+    settings.LOYALTY_ADJUST_AUDIT_POINTS = 1_000
+    small = {"points": 999, "reason": "goodwill", "idempotency_key": "g-1"}
+    large = {"points": 1_000, "reason": "goodwill", "idempotency_key": "g-2"}
+    assert api.post(ADJUST.format(ada), small, format="json").status_code == 200
+    assert not AuditLog.objects.filter(action="points.large_grant").exists()
+    assert api.post(ADJUST.format(ada), large, format="json").status_code == 200
+    assert api.post(ADJUST.format(ada), large, format="json").status_code == 200  # a replay: no second entry
+    (entry,) = AuditLog.objects.filter(action="points.large_grant")
+    assert entry.target == "customer:ada" and entry.actor.startswith("api-key:")
+    assert entry.details["points"] == 1_000 and entry.details["threshold"] == 1_000
+    assert balance("ada") == 650 + 999 + 1_000

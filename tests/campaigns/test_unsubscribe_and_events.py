@@ -2,6 +2,8 @@
 providers' callbacks (status progression, hard bounces revoke email consent)."""
 
 import datetime as dt
+import json
+import time
 import uuid
 
 import pytest
@@ -10,6 +12,7 @@ from campaigns.models import Message
 from campaigns.services import campaign_evaluate, messages_send_batch
 from campaigns.tokens import unsubscribe_token
 from customers.models import Consent, ConsentEvent
+from retention_crm.api.signing import signature_compute
 
 pytestmark = pytest.mark.django_db
 SECRET = "callback-secret-for-tests"
@@ -79,9 +82,22 @@ def test_a_tampered_or_unknown_token_is_a_400(client, sent_message, method):
 # --- Provider callbacks ---------------------------------------------------------------------------------
 
 
-def post_events(client, body, secret=SECRET):
-    headers = {"HTTP_X_CALLBACK_SECRET": secret} if secret is not None else {}
-    return client.post("/api/v1/campaigns/events", body, content_type="application/json", **headers)
+def signed_headers(raw: bytes, secret: str = SECRET, timestamp: int | None = None) -> dict[str, str]:
+    timestamp = int(time.time()) if timestamp is None else timestamp
+    return {
+        "HTTP_X_SIGNATURE_TIMESTAMP": str(timestamp),
+        "HTTP_X_SIGNATURE": signature_compute(secret=secret, timestamp=timestamp, body=raw),
+    }
+
+
+def post_raw(client, raw: bytes, headers: dict[str, str]):
+    return client.post("/api/v1/campaigns/events", raw, content_type="application/json", **headers)
+
+
+def post_events(client, body, secret=SECRET, timestamp: int | None = None):
+    raw = json.dumps(body).encode()
+    headers = signed_headers(raw, secret, timestamp) if secret is not None else {}
+    return post_raw(client, raw, headers)
 
 
 @pytest.fixture
@@ -89,11 +105,68 @@ def callback_secret(settings):
     settings.CAMPAIGN_CALLBACK_SECRET = SECRET
 
 
-def test_callbacks_need_the_shared_secret(client, sent_message, callback_secret):
+def test_callbacks_need_a_valid_signature(client, sent_message, callback_secret):
     event = {"message_id": str(sent_message.uuid), "event": "delivered"}
     assert post_events(client, event, secret=None).status_code == 403
     assert post_events(client, event, secret="wrong").status_code == 403
     assert post_events(client, event).status_code == 200
+
+
+def test_the_old_static_secret_header_is_not_enough(client, sent_message, callback_secret):
+    raw = json.dumps({"message_id": str(sent_message.uuid), "event": "delivered"}).encode()
+    response = post_raw(client, raw, {"HTTP_X_CALLBACK_SECRET": SECRET})
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "permission_denied"
+
+
+def test_a_signature_over_another_body_is_refused(client, sent_message, callback_secret):
+    signed = json.dumps({"message_id": str(sent_message.uuid), "event": "delivered"}).encode()
+    tampered = json.dumps({"message_id": str(sent_message.uuid), "event": "bounced", "bounce": "hard"}).encode()
+    assert post_raw(client, tampered, signed_headers(signed)).status_code == 403
+    assert consent(sent_message).granted is True
+
+
+def test_a_timestamp_outside_five_minutes_is_refused(client, sent_message, callback_secret):
+    event = {"message_id": str(sent_message.uuid), "event": "delivered"}
+    now = int(time.time())
+    assert post_events(client, event, timestamp=now - 301).status_code == 403
+    assert post_events(client, event, timestamp=now + 301).status_code == 403
+    assert post_events(client, event, timestamp=now - 290).status_code == 200
+
+
+def test_a_replayed_callback_is_refused(client, sent_message, callback_secret):
+    raw = json.dumps({"message_id": str(sent_message.uuid), "event": "delivered"}).encode()
+    headers = signed_headers(raw)
+    assert post_raw(client, raw, headers).status_code == 200
+    replay = post_raw(client, raw, headers)
+    assert replay.status_code == 403
+    assert "replay" in replay.json()["error"]["message"]
+
+
+def test_a_rotated_secret_may_send_both_signatures(client, sent_message, callback_secret):
+    raw = json.dumps({"message_id": str(sent_message.uuid), "event": "delivered"}).encode()
+    headers = signed_headers(raw)
+    old = signed_headers(raw, secret="the-old-secret")["HTTP_X_SIGNATURE"]
+    headers["HTTP_X_SIGNATURE"] = f"{old}, {headers['HTTP_X_SIGNATURE']}"
+    assert post_raw(client, raw, headers).status_code == 200
+
+
+def test_callbacks_are_throttled_per_address(client, sent_message, callback_secret):
+    from django.core.cache import cache
+
+    from retention_crm.api.throttling import CallbackRateThrottle
+
+    cache.clear()
+    original = CallbackRateThrottle.THROTTLE_RATES
+    CallbackRateThrottle.THROTTLE_RATES = {**original, "callbacks": "3/min"}
+    try:
+        event = {"message_id": str(sent_message.uuid), "event": "delivered"}
+        answers = [post_events(client, event, secret="wrong") for _ in range(4)]
+    finally:
+        CallbackRateThrottle.THROTTLE_RATES = original
+        cache.clear()
+    assert [answer.status_code for answer in answers] == [403, 403, 403, 429]
+    assert answers[3].json()["error"]["code"] == "throttled"
 
 
 def test_without_a_configured_secret_every_callback_is_refused(client, sent_message, settings):

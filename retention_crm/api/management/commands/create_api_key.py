@@ -1,4 +1,6 @@
-"""manage.py create_api_key NAME --scopes read write ... — prints the new key once."""
+"""manage.py create_api_key NAME --scopes read write ... — prints the new key once.
+
+Scopes: read, write, loyalty, loyalty_adjust, campaigns, metrics (retention_crm.api.models.Scope)."""
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -12,7 +14,14 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("name", help="What the key is for, e.g. 'shop backend'")
-        parser.add_argument("--scopes", nargs="+", required=True, choices=Scope.values, metavar="SCOPE")
+        parser.add_argument(
+            "--scopes",
+            nargs="+",
+            required=True,
+            choices=Scope.values,
+            metavar="SCOPE",
+            help="; ".join(f"{scope.value}: {scope.label}" for scope in Scope),
+        )
 
     def handle(self, *args, name: str, scopes: list[str], **options) -> None:
         try:
