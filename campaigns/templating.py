@@ -1,28 +1,43 @@
-"""Campaign templates: the Django template language in a sandbox.
+"""Campaign templates: the Django template language in a sandbox, rendered under a budget.
 
-The sandbox is two things. The engine knows only a safe subset of the built-in tags (no ``load``,
+The sandbox is three things. The engine knows only a safe subset of the built-in tags (no ``load``,
 ``include``, ``extends``, ``url``, ``debug``: nothing that reads files, other templates or the
-process) and no loaders. And the context holds plain data only — dicts, lists, strings, numbers,
-dates — never a model instance, so a template cannot reach a method that touches the database.
+process), an allow-list of filters with capped arguments (``template_sandbox``), and no loaders.
+The context holds plain data only — dicts, lists, strings, numbers, dates — never a model
+instance, so a template cannot reach a method that touches the database. And every render runs
+under a budget (SPEC §8): loops nest at most ``MAX_LOOP_NESTING`` deep and blocks
+``MAX_BLOCK_NESTING``; the output is capped (a subject at 998 characters, a body at 512 KB) and
+counted while it is produced, so it is refused before it fills the memory; the clock is read at
+every loop turn and every piece of output, so a render stops after about ``RENDER_SECONDS``.
 
-Templates are checked when a campaign is saved: compiled, then rendered against a sample context,
-so a syntax error or a bad filter argument is a 400 / a form error, not a failed send.
+Over budget raises ``BudgetExceeded``. Templates are checked when a campaign is saved: compiled,
+then rendered against a sample context, so a syntax error, a bad filter argument or a template
+over budget is a 400 / a form error; at send time the same error makes the message ``failed``
+with the reason, and the worker moves on.
 """
 
 import datetime as dt
 import re
+import time
 import zoneinfo
 from decimal import Decimal
 from typing import Any
 
-from django.template import Context, Engine, Template, TemplateSyntaxError
+from django.template import Context, Engine, Node, NodeList, Template, TemplateSyntaxError
+from django.template.defaulttags import FilterNode, ForNode
 from django.utils import timezone
 
+from campaigns.template_sandbox import MAX_VALUE_LENGTH, BudgetExceeded
 from customers.models import Channel
+from customers.services import validation as v
 from retention_crm.errors import ApplicationError
 
 MAX_TEMPLATE_LENGTH = 20_000
 MAX_SUBJECT_OUTPUT = 998  # RFC 5322 line limit
+MAX_BODY_OUTPUT = MAX_VALUE_LENGTH  # 512 KB
+MAX_LOOP_NESTING = 3
+MAX_BLOCK_NESTING = 32
+RENDER_SECONDS = 1.0
 CONTEXT_NAMES = ("customer", "cart", "points", "offer", "purchase", "campaign", "unsubscribe_url")
 
 
@@ -32,6 +47,82 @@ class SandboxEngine(Engine):
 
 
 ENGINE = SandboxEngine(loaders=[], autoescape=False, string_if_invalid="", debug=False)
+
+
+# --- The budget -----------------------------------------------------------------------------------
+
+
+class Budget:
+    """One template's render: the output it may still produce and the moment it must be done."""
+
+    def __init__(self, *, limit: int, deadline: float) -> None:
+        self.limit = limit
+        self.deadline = deadline
+        self.output = 0
+
+    def spend(self, characters: int) -> None:
+        self.output += characters
+        if self.output > self.limit:
+            raise BudgetExceeded(f"the output is longer than {self.limit} characters")
+        if time.monotonic() > self.deadline:
+            raise BudgetExceeded(f"rendering took longer than {RENDER_SECONDS:g} s")
+
+
+class _LoopTurn(Node):
+    """Put first in every loop body: reads the clock at each turn, also of a loop that outputs nothing."""
+
+    child_nodelists = ()
+
+    def render(self, context: Context) -> str:
+        budget = getattr(context, "budget", None)
+        if budget is not None:
+            budget.spend(0)
+        return ""
+
+    render_annotated = render
+
+
+def _counted(render_annotated: Any) -> Any:
+    def counted(context: Context) -> str:
+        output = render_annotated(context)
+        budget = getattr(context, "budget", None)
+        if budget is not None:
+            budget.spend(len(output))
+        return output
+
+    return counted
+
+
+def _budget_nodes(template: Template) -> None:
+    """Check the nesting and make every piece of output count against the budget.
+
+    Output is counted where it is made: at the leaves (text, variables, tags such as ``cycle``)
+    and at ``{% filter %}``, whose filters may grow what its body made. Containers (``if``,
+    ``with``, ``for``) only pass their children's output on, so counting them again would count
+    it twice.
+    """
+    stack: list[tuple[NodeList, int, int]] = [(template.nodelist, 0, 0)]
+    while stack:
+        nodelist, depth, loops = stack.pop()
+        if depth > MAX_BLOCK_NESTING:
+            raise BudgetExceeded(f"blocks nest more than {MAX_BLOCK_NESTING} deep")
+        for node in list(nodelist):
+            if isinstance(node, _LoopTurn):
+                continue
+            children = [child for name in node.child_nodelists if (child := getattr(node, name, None))]
+            inner_loops = loops
+            if isinstance(node, ForNode):
+                inner_loops += 1
+                if inner_loops > MAX_LOOP_NESTING:
+                    raise BudgetExceeded(f"loops nest more than {MAX_LOOP_NESTING} deep")
+                node.nodelist_loop.insert(0, _LoopTurn())
+            if not children or isinstance(node, FilterNode):
+                node.render_annotated = _counted(node.render_annotated)
+            stack.extend((child, depth + 1, inner_loops) for child in children)
+
+
+def _output_limit(field: str) -> int:
+    return MAX_SUBJECT_OUTPUT if field.endswith("subject") else MAX_BODY_OUTPUT
 
 
 def uses(source: str, name: str) -> bool:
@@ -44,15 +135,7 @@ def uses(source: str, name: str) -> bool:
 
 def storable_text(value: str, field: str) -> str:
     """Text PostgreSQL can store: no NUL characters and no lone surrogates (which JSON can carry)."""
-    problem = None
-    if "\x00" in value:
-        problem = "must not contain NUL characters"
-    else:
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            problem = "must be valid Unicode text"
-    if problem:
+    if problem := v.text_problem(value):
         raise ApplicationError(f"{field}: {problem}", code="invalid", fields={field: [problem]})
     return value
 
@@ -65,10 +148,19 @@ def template_compile(source: str, field: str) -> Template:
         message = f"at most {MAX_TEMPLATE_LENGTH} characters"
         raise ApplicationError(f"{field}: {message}", code="invalid", fields={field: [message]})
     try:
-        return ENGINE.from_string(source)
-    except TemplateSyntaxError as error:
-        message = f"template error: {error}"
-        raise ApplicationError(f"{field}: {message}", code="invalid_template", fields={field: [message]}) from None
+        template = ENGINE.from_string(source)
+        _budget_nodes(template)
+    except (TemplateSyntaxError, BudgetExceeded) as error:
+        raise template_error(field, error) from None
+    except RecursionError:
+        raise template_error(field, "blocks nest too deeply") from None
+    template.output_limit = _output_limit(field)
+    return template
+
+
+def template_error(field: str, error: Exception | str) -> ApplicationError:
+    message = f"template error: {error}"
+    return ApplicationError(f"{field}: {message}", code="invalid_template", fields={field: [message]})
 
 
 def _zone(tz: str) -> dt.tzinfo:
@@ -78,16 +170,36 @@ def _zone(tz: str) -> dt.tzinfo:
         return timezone.get_default_timezone()
 
 
+def _render_budgeted(template: Template, context: dict[str, Any], deadline: float) -> str:
+    budget = Budget(limit=getattr(template, "output_limit", MAX_BODY_OUTPUT), deadline=deadline)
+    budgeted = Context(context, autoescape=False)
+    budgeted.budget = budget
+    try:
+        output = template.render(budgeted)
+    except RecursionError:
+        raise BudgetExceeded("blocks nest too deeply") from None
+    if len(output) > budget.limit:  # anything the counting missed
+        raise BudgetExceeded(f"the output is longer than {budget.limit} characters")
+    return output
+
+
 def render(template: Template, context: dict[str, Any], tz: str) -> str:
-    """Render in the customer's time zone, so ``{{ customer.last_purchase_at|date }}`` is their local time."""
+    """Render in the customer's time zone, so ``{{ customer.last_purchase_at|date }}`` is their local time.
+
+    Raises BudgetExceeded past the time or output budget (a template compiled by ``template_compile``).
+    """
     with timezone.override(_zone(tz)):
-        return template.render(Context(context, autoescape=False))
+        return _render_budgeted(template, context, time.monotonic() + RENDER_SECONDS)
 
 
 def render_all(templates: tuple[Template, ...], context: dict[str, Any], tz: str) -> tuple[str, ...]:
-    """Several templates against one context, in one time zone switch (the sender's hot path)."""
+    """Several templates against one context, in one time zone switch (the sender's hot path).
+
+    They share one time budget: one message renders in about ``RENDER_SECONDS`` at most.
+    """
+    deadline = time.monotonic() + RENDER_SECONDS
     with timezone.override(_zone(tz)):
-        return tuple(template.render(Context(context, autoescape=False)) for template in templates)
+        return tuple(_render_budgeted(template, context, deadline) for template in templates)
 
 
 def templates_validate(*, subject: str, body: str, channel: str) -> None:
@@ -102,9 +214,8 @@ def templates_validate(*, subject: str, body: str, channel: str) -> None:
         template = template_compile(source, field)
         try:
             render(template, sample_context(), "UTC")
-        except Exception as error:  # any error a filter raises at render time
-            message = f"template error: {error}"
-            raise ApplicationError(f"{field}: {message}", code="invalid_template", fields={field: [message]}) from None
+        except Exception as error:  # over budget, or any error a filter raises at render time
+            raise template_error(field, error) from None
 
 
 # --- Context -------------------------------------------------------------------------------------

@@ -105,8 +105,9 @@ class Customer(models.Model):
         ]
 
     def __str__(self) -> str:
-        name = f"{self.first_name} {self.last_name}".strip()
-        return f"{self.external_id} ({name})" if name else self.external_id
+        # The external id only: this text is stored (the admin's change log), and a name there
+        # would outlive an erasure (SPEC §8).
+        return self.external_id
 
     @property
     def is_erased(self) -> bool:

@@ -3,6 +3,7 @@
 from django.urls import re_path
 
 from customers import api, loyalty_api
+from retention_crm.api.path_ids import path_ids_checked
 
 EXTERNAL_ID = r"(?P<external_id>[^/]+)"
 
@@ -24,3 +25,4 @@ urlpatterns = [
     re_path(rf"^carts/{EXTERNAL_ID}/?$", api.CartApi.as_view(), name="cart"),
     re_path(r"^nps/?$", api.NpsApi.as_view(), name="nps"),
 ]
+urlpatterns = path_ids_checked(urlpatterns)  # a NUL or a lone surrogate in an id: 400

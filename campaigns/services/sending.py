@@ -42,6 +42,7 @@ from campaigns.services.evaluation import (
 )
 from campaigns.sql import Sql, quiet_release, value
 from campaigns.templating import (
+    BudgetExceeded,
     cart_context,
     customer_context,
     points_context,
@@ -544,6 +545,8 @@ def _send_one(
         )
     except SoftTimeLimitExceeded:
         raise
+    except BudgetExceeded as error:  # too slow or too long for this customer's data (SPEC §8)
+        return _failed(row, now or timezone.now(), f"render: over budget: {error}")
     except Exception as error:  # a template that fails on this customer's data: it will fail again
         return _failed(row, now or timezone.now(), f"render: {error!r}")
     try:

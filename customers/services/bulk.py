@@ -3,8 +3,10 @@
 The rules are those of ``purchase_record`` (same validation, same idempotency by content digest)
 and on PostgreSQL so are the statements (``purchase_sets``): one INSERT for the purchases, one for
 their items, one UPDATE each for carts and stats, the loyalty and attribution statements, for any
-number of purchases. On anything unexpected from the database the batch falls back to
-``purchase_record`` per item, so a bad item still fails only itself.
+number of purchases. Every item is validated before anything is written, so an invalid item
+(a lone surrogate in a name, a date in 2199) creates nothing, not even its customer. On anything
+unexpected at insert the batch falls back to ``purchase_record`` per item, each in a savepoint of
+its own, so a bad item still fails only itself.
 """
 
 import logging
@@ -33,12 +35,17 @@ class BulkResult:
     error: dict[str, Any] | None = None
 
 
+# What an insert may raise for one item that validation let through: a database error, or text
+# the driver cannot encode (UnicodeEncodeError is a ValueError).
+UNEXPECTED_AT_INSERT = (DatabaseError, ValueError)
+
+
 def _error(raw: Any, error: ApplicationError) -> BulkResult:
     external_id = raw.get("external_id") if isinstance(raw, dict) else None
     return BulkResult(
-        external_id=external_id if isinstance(external_id, str) else None,
+        external_id=v.printable(external_id) if isinstance(external_id, str) else None,
         status="error",
-        error=error.as_dict()["error"],
+        error=v.printable(error.as_dict()["error"]),
     )
 
 
@@ -108,7 +115,7 @@ def purchases_record_bulk(*, raw_purchases: list[Any]) -> list[BulkResult]:
             try:
                 with transaction.atomic():
                     _insert_set_based(new, customer_ids, results)
-            except DatabaseError:
+            except UNEXPECTED_AT_INSERT:
                 logger.warning("purchases.bulk.fallback", extra={"items": len(new)}, exc_info=True)
                 _insert_one_by_one(new, raw_purchases, results)
 
@@ -149,6 +156,12 @@ def _insert_one_by_one(
                 _, created = purchase_record(data=item)
         except ApplicationError as error:
             results[index] = _error(raw_purchases[index], error)
+            continue
+        except UNEXPECTED_AT_INSERT:
+            logger.warning("purchases.bulk.item_failed", extra={"external_id": item.external_id}, exc_info=True)
+            results[index] = _error(
+                raw_purchases[index], ApplicationError("This purchase could not be stored.", code="not_stored")
+            )
             continue
         results[index] = BulkResult(item.external_id, "created" if created else "exists")
 

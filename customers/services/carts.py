@@ -31,7 +31,7 @@ def cart_upsert(
     if len(items) > MAX_ITEMS_PER_ORDER:
         raise v.invalid("items", f"at most {MAX_ITEMS_PER_ORDER} items")
     lines = [LineItemInput.clean(item, i) for i, item in enumerate(items)]
-    at = v.clean_datetime(updated_at, "updated_at") if updated_at else timezone.now()
+    at = v.clean_happened_at(updated_at, "updated_at") if updated_at else timezone.now()
     owner, _ = customer_get_or_create_locked(external_id=customer)
 
     cart = Cart.objects.select_for_update().filter(external_id=external_id).first()

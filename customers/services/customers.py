@@ -6,11 +6,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from django.contrib.admin.models import LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.db import connection, transaction
-from django.db.models import Count, OuterRef, Subquery, Sum
+from django.db.models import Count, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from campaigns.models import Message  # campaigns: erasure reaches the customer's messages
 from customers.models import (
     AuditLog,
     Channel,
@@ -23,6 +26,7 @@ from customers.models import (
 )
 from customers.services import validation as v
 from customers.services.loyalty import points_welcome_for_customers
+from customers.services.loyalty.ledger import ERASED_REASON, points_reasons_erase
 from retention_crm.errors import Conflict, NotFound
 
 # Personal data: what staff edit in the admin and what erasure removes.
@@ -100,7 +104,7 @@ def customer_changes_clean(*, external_id: str, data: dict[str, Any]) -> Custome
     values = {name: clean(data[name]) for name, clean in _CLEANERS.items() if name in data}
     if "created_at" in data:
         values["created_at"] = (
-            v.clean_datetime(data["created_at"], "created_at") if data["created_at"] else timezone.now()
+            v.clean_happened_at(data["created_at"], "created_at") if data["created_at"] else timezone.now()
         )
     referrer = None
     if data.get("referred_by") not in (None, ""):
@@ -201,6 +205,12 @@ ERASURE_CHANNELS = Channel.values
 def customer_erase(*, external_id: str, actor: str) -> tuple[Customer, bool]:
     """GDPR erasure: personal data anonymised, consents revoked, purchases and aggregates kept.
 
+    Nothing personal is left anywhere (SPEC §8): the customer's columns, their NPS comments, their
+    messages' trigger data (a birthday is a birth date) and errors (a bounce quotes the address),
+    the reasons of their ledger entries that may name them, the text of audit entries about them,
+    and the admin's change log (whose object_repr came from ``__str__``). The external id stays:
+    it is the shop's key, and purchases, points and the audit trail hang on it.
+
     Irreversible and idempotent: erasing again changes nothing. Recorded in the audit log.
     Returns (customer, erased_now).
     """
@@ -210,6 +220,7 @@ def customer_erase(*, external_id: str, actor: str) -> tuple[Customer, bool]:
     if customer.is_erased:
         return customer, False
     at = timezone.now()
+    personal = _personal_texts(customer)
     for channel in ERASURE_CHANNELS:
         consent_set(customer=customer, channel=channel, granted=False, source=ConsentSource.ERASURE, at=at)
     Customer.objects.filter(pk=customer.pk).update(
@@ -224,9 +235,48 @@ def customer_erase(*, external_id: str, actor: str) -> tuple[Customer, bool]:
     )
     # Free-text answers may name the person; the scores stay for NPS.
     customer.nps_responses.exclude(comment="").update(comment="")
+    # Statuses, times and campaigns stay for the reports.
+    Message.objects.filter(customer=customer).exclude(data={}).update(data={})
+    Message.objects.filter(customer=customer).exclude(error="").update(error=ERASED_REASON)
+    points_reasons_erase(customer_id=customer.pk, personal=personal)
+    _audit_details_erase(target=f"customer:{external_id}")
+    _admin_log_erase(customer=customer, personal=personal)
     AuditLog.objects.create(action="customer.erase", target=f"customer:{external_id}", actor=actor, at=at)
     customer.refresh_from_db()
     return customer, True
+
+
+def _personal_texts(customer: Customer) -> list[str]:
+    name = f"{customer.first_name} {customer.last_name}".strip()
+    values = (customer.email, customer.phone, customer.first_name, customer.last_name, name)
+    return sorted({value for value in values if value})
+
+
+def _erased_details(details: Any) -> Any:
+    """Audit details without their text: numbers, flags and the keys stay, every string goes."""
+    if isinstance(details, dict):
+        return {key: _erased_details(value) for key, value in details.items()}
+    if isinstance(details, list):
+        return [_erased_details(value) for value in details]
+    return ERASED_REASON if isinstance(details, str) else details
+
+
+def _audit_details_erase(*, target: str) -> None:
+    for entry in AuditLog.objects.filter(target=target).exclude(details={}).only("pk", "details"):
+        AuditLog.objects.filter(pk=entry.pk).update(details=_erased_details(entry.details))
+
+
+def _admin_log_erase(*, customer: Customer, personal: list[str]) -> None:
+    """The admin's history of the customer: its title becomes the external id, and a change message
+    that quotes their data (a custom one could) is blanked."""
+    content_type = ContentType.objects.get_for_model(Customer)
+    entries = LogEntry.objects.filter(content_type=content_type, object_id=str(customer.pk))
+    entries.exclude(object_repr=customer.external_id).update(object_repr=customer.external_id)
+    if personal:
+        quoting = Q()
+        for value in personal:
+            quoting |= Q(change_message__icontains=value)
+        entries.filter(quoting).update(change_message="")
 
 
 # New completed purchases move each customer's stats by their own figures; the caller holds the

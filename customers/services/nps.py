@@ -19,7 +19,7 @@ def nps_record(*, customer: str, score: int, comment: str = "", answered_at: dt.
         customer=owner,
         score=v.clean_count(score, "score", minimum=0, maximum=10),
         comment=v.clean_text(comment, "comment", 5000),
-        answered_at=v.clean_datetime(answered_at, "answered_at") if answered_at else timezone.now(),
+        answered_at=v.clean_happened_at(answered_at, "answered_at") if answered_at else timezone.now(),
     )
     # Loyalty: the review/NPS bonus, once per purchase (see points_review_bonus).
     points_review_bonus(customer_id=owner.pk, answered_at=answer.answered_at)

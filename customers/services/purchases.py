@@ -90,7 +90,7 @@ class PurchaseInput:
         return cls(
             external_id=v.clean_external_id(raw["external_id"]),
             customer=v.clean_external_id(raw["customer"], "customer"),
-            placed_at=v.clean_datetime(raw["placed_at"], "placed_at"),
+            placed_at=v.clean_happened_at(raw["placed_at"], "placed_at"),
             total=v.clean_money(raw["total"], "total"),
             currency=v.clean_currency(raw.get("currency")),
             status=v.clean_choice(raw.get("status") or PurchaseStatus.COMPLETED, "status", PURCHASE_STATUSES),

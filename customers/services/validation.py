@@ -26,16 +26,44 @@ MAX_QUANTITY = 1_000_000
 EARLIEST_DATE = dt.date(1900, 1, 1)
 LATEST_YEAR = 2200
 MAX_UTC_OFFSET = dt.timedelta(hours=14)  # the widest offset in use on Earth (UTC+14, Kiribati)
+# How far ahead of our clock the time of something that happened may be: clocks drift and time
+# zones get mixed up, but a purchase, an answer or a sign-up in 2199 is a mistake (SPEC §8).
+MAX_FUTURE = dt.timedelta(hours=24)
+MAX_ATTRIBUTES_DEPTH = 16
 _PHONE_SEPARATORS = re.compile(r"[\s\-().]")
 _MONEY_QUANTUM = Decimal(1).scaleb(-MONEY_PLACES)
 _MONEY_LIMIT = Decimal(10) ** (MONEY_DIGITS - MONEY_PLACES)
 
 
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f]")
+# A lone surrogate: JSON's "\ud800" escape decodes to one, and it cannot be encoded as UTF-8.
+_SURROGATES = re.compile("[\ud800-\udfff]")
+_ASCII_INTEGER = re.compile(r"[+-]?[0-9]+")
+_ASCII_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def text_problem(value: str) -> str | None:
+    """Why PostgreSQL cannot store this text (a NUL character, a lone surrogate), or None."""
+    if "\x00" in value:
+        return "must not contain NUL characters"
+    if not value.isascii() and _SURROGATES.search(value):
+        return "must be valid Unicode text (no lone surrogates)"
+    return None
 
 
 def invalid(field: str, message: str) -> ApplicationError:
     return ApplicationError(f"{field}: {message}", code="invalid", fields={field: [message]})
+
+
+def printable(value: Any) -> Any:
+    """A value fit for an answer: lone surrogates (echoed from the input) become U+FFFD."""
+    if isinstance(value, str):
+        return _SURROGATES.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {printable(key): printable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [printable(item) for item in value]
+    return value
 
 
 def refuse_unknown_fields(data: dict[str, Any], allowed: Iterable[str]) -> None:
@@ -57,6 +85,8 @@ def clean_external_id(value: Any, field: str = "external_id") -> str:
         raise invalid(field, f"must be 1 to {EXTERNAL_ID_MAX_LENGTH} characters")
     if _CONTROL_CHARACTERS.search(value):
         raise invalid(field, "must not contain control characters")
+    if problem := text_problem(value):
+        raise invalid(field, problem)
     return value
 
 
@@ -68,8 +98,8 @@ def clean_text(value: Any, field: str, max_length: int) -> str:
     value = value.strip()
     if len(value) > max_length:
         raise invalid(field, f"must be at most {max_length} characters")
-    if "\x00" in value:
-        raise invalid(field, "must not contain NUL characters")
+    if problem := text_problem(value):
+        raise invalid(field, problem)
     return value
 
 
@@ -118,14 +148,32 @@ def clean_tags(value: Any, field: str = "tags") -> list[str]:
     return tags
 
 
-def _has_nul(value: Any) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(item) for item in value)
-    return False
+def _json_problem(value: Any, max_depth: int) -> str | None:
+    """Why a JSON value cannot be stored: too deep, or a key or string PostgreSQL refuses.
+
+    Walks with its own stack, not by recursion: a value nested a thousand deep is refused, not a
+    RecursionError.
+    """
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if problem := text_problem(item):
+                return problem
+        elif isinstance(item, dict | list):
+            if depth > max_depth:
+                return f"must not nest deeper than {max_depth} levels"
+            if isinstance(item, dict):
+                for key in item:
+                    if not isinstance(key, str):
+                        return "keys must be strings"
+                    if problem := text_problem(key):
+                        return f"keys {problem}"
+                items = item.values()
+            else:
+                items = item
+            stack.extend((child, depth + 1) for child in items if isinstance(child, str | dict | list))
+    return None
 
 
 def clean_attributes(value: Any, field: str = "attributes") -> dict[str, Any]:
@@ -133,8 +181,8 @@ def clean_attributes(value: Any, field: str = "attributes") -> dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise invalid(field, "must be an object")
-    if _has_nul(value):  # PostgreSQL's jsonb cannot store U+0000
-        raise invalid(field, "must not contain NUL characters")
+    if problem := _json_problem(value, MAX_ATTRIBUTES_DEPTH):  # e.g. jsonb cannot store U+0000
+        raise invalid(field, problem)
     return value
 
 
@@ -186,19 +234,31 @@ def clean_datetime(value: Any, field: str) -> dt.datetime:
     return value
 
 
+def clean_happened_at(value: Any, field: str) -> dt.datetime:
+    """The time something happened (a purchase, an answer, a sign-up): ``clean_datetime``, and at
+    most ``MAX_FUTURE`` ahead of now."""
+    value = clean_datetime(value, field)
+    if value > timezone.now() + MAX_FUTURE:
+        raise invalid(field, "must not be more than 24 hours in the future")
+    return value
+
+
 def clean_money(value: Any, field: str) -> Decimal:
     """A non-negative amount with at most two decimal places."""
     if isinstance(value, bool) or value is None:
         raise invalid(field, "must be a decimal amount")
     if isinstance(value, float):
         value = repr(value)  # the shortest text that round-trips, not the binary expansion
+    text = str(value).strip()
+    if text.lower().lstrip("+-") in ("nan", "snan", "inf", "infinity"):
+        raise invalid(field, "must be a finite amount")
+    if not _ASCII_DECIMAL.fullmatch(text):  # Decimal() also reads "1_0" and digits of other scripts
+        raise invalid(field, "must be a decimal amount")
     try:
-        amount = Decimal(str(value).strip())
+        amount = Decimal(text)
     except (InvalidOperation, ValueError):
         raise invalid(field, "must be a decimal amount") from None
-    if not amount.is_finite():
-        raise invalid(field, "must be a finite amount")
-    if amount < 0:
+    if amount.is_signed():  # also "-0.00": a sign the shop sent means something went wrong
         raise invalid(field, "must not be negative")
     if amount >= _MONEY_LIMIT:
         raise invalid(field, f"must be less than {_MONEY_LIMIT}")
@@ -212,9 +272,11 @@ def clean_count(value: Any, field: str, *, minimum: int = 0, maximum: int = 2**3
         raise invalid(field, "must be a whole number")
     if isinstance(value, str):
         value = value.strip()
+        if not _ASCII_INTEGER.fullmatch(value):  # int() also reads "1_0" and digits of other scripts
+            raise invalid(field, "must be a whole number")
     try:
         number = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise invalid(field, "must be a whole number") from None
     if isinstance(value, float) and value != number:
         raise invalid(field, "must be a whole number")

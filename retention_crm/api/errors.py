@@ -1,9 +1,10 @@
 """Every API error answers in one shape: {"error": {"code", "message", "fields"}} (SPEC §6)."""
 
+import re
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
-from django.db import OperationalError
+from django.db import DataError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -48,8 +49,31 @@ class PayloadTooLarge(exceptions.APIException):
     default_code = "too_large"
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _printable(value: Any) -> Any:
+    """An error may quote the input: a lone surrogate in it becomes U+FFFD, which UTF-8 can carry
+    (the JSON renderer would fail on the surrogate itself, turning a 400 into a 500)."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_printable(key): _printable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_printable(item) for item in value]
+    return value
+
+
 def error_body(code: str, message: str, fields: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "fields": fields or {}}}
+    return _printable({"error": {"code": code, "message": message, "fields": fields or {}}})
+
+
+def _is_unstorable_text(exc: Exception) -> bool:
+    """Text PostgreSQL refuses that validation missed: a lone surrogate (psycopg cannot encode it)
+    or a NUL character. Every input path validates both; this keeps a missed one a 400 (SPEC §8)."""
+    if isinstance(exc, UnicodeEncodeError):
+        return "surrogate" in exc.reason
+    return isinstance(exc, DataError | ValueError) and "NUL" in str(exc)
 
 
 def _flatten(detail: Any) -> Any:
@@ -72,7 +96,13 @@ def _first_message(fields: dict[str, Any]) -> str:
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ApplicationError):
         set_rollback()
-        return Response(exc.as_dict(), status=exc.status)
+        return Response(_printable(exc.as_dict()), status=exc.status)
+    if _is_unstorable_text(exc):
+        set_rollback()
+        return Response(
+            error_body("invalid", "The request holds text that cannot be stored (a NUL or a lone surrogate)."),
+            status=status.HTTP_400_BAD_REQUEST,
+        )
     if isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge()
     elif _is_contention(exc):

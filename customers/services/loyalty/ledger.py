@@ -259,3 +259,30 @@ def debit_write(debit: Debit, *, at: dt.datetime, partial: bool = False) -> Poin
         order_total=debit.order_total,
         discount=debit.discount,
     )
+
+
+# --- Erasure ----------------------------------------------------------------------------------------
+
+ERASED_REASON = "(erased with the customer)"
+_ERASE_REASONS = """
+    UPDATE customers_pointsentry SET reason = %(erased)s
+    WHERE customer_id = %(customer)s AND reason NOT IN ('', %(erased)s)
+      AND (kind = 'adjust' OR reason ILIKE ANY (%(personal)s))
+"""
+
+
+def points_reasons_erase(*, customer_id: int, personal: Iterable[str]) -> int:
+    """Erasure (SPEC §8): blank the reasons of a customer's entries that may name them — every
+    adjustment (its reason is typed by staff) and any entry whose reason holds one of ``personal``
+    (their email, phone, names). Points, kinds and dates stay, so the balance still adds up.
+
+    The only edit of the ledger besides a lot's ``remaining``: the database allows it inside this
+    transaction only (migration 0012). Call it inside the erasure's transaction.
+    """
+    patterns = ["%" + value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%" for value in personal]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('retention_crm.erasure', 'on', true)")
+        cursor.execute(_ERASE_REASONS, {"erased": ERASED_REASON, "customer": customer_id, "personal": patterns})
+        erased = cursor.rowcount
+        cursor.execute("SELECT set_config('retention_crm.erasure', 'off', true)")
+    return erased
