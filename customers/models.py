@@ -79,6 +79,7 @@ class Customer(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        permissions = [("erase_customer", "Can erase a customer's personal data (GDPR)")]
         constraints = [
             models.UniqueConstraint(fields=["external_id"], name="customer_external_id_unique"),
             models.CheckConstraint(condition=~Q(external_id=""), name="customer_external_id_not_empty"),
