@@ -617,7 +617,13 @@ def send_test_view(model_admin: CampaignAdmin, request: HttpRequest, object_id: 
     to = request.POST.get("to", "").strip()
     customer = request.POST.get("preview_customer", "").strip() or None
     try:
-        result = campaign_send_test(campaign_id=campaign.pk, to=to, customer_external_id=customer)
+        result = campaign_send_test(
+            campaign_id=campaign.pk,
+            to=to,
+            staff_username=request.user.get_username(),
+            staff_email=request.user.email,
+            customer_external_id=customer,
+        )
     except ApplicationError as error:
         messages.error(request, f"Test not sent: {error.message}")
     except Exception as error:  # the mail server refused or is unreachable: say so, keep the page

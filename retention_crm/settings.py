@@ -165,6 +165,8 @@ EMAIL_USE_TLS = _email.get("EMAIL_USE_TLS", False)
 EMAIL_USE_SSL = _email.get("EMAIL_USE_SSL", False)
 EMAIL_FILE_PATH = _email.get("EMAIL_FILE_PATH", str(VAR_DIR / "mail"))
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="shop@example.com")
+# Campaign test sends go to the staff user's own address, or to these domains (comma-separated).
+TEST_EMAIL_DOMAINS = env.list("TEST_EMAIL_DOMAINS", default=[])
 
 # --- Campaign channels -----------------------------------------------------------------------------
 # Email goes through EMAIL_BACKEND above. SMS, push and webhook (messenger bots) POST JSON to their

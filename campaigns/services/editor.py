@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
+from django.db import transaction
 from django.utils import timezone
 
 from campaigns.channels.email import message_id_domain
@@ -23,7 +24,7 @@ from campaigns.templating import (
     template_compile,
 )
 from campaigns.triggers import trigger_get
-from customers.models import Cart, CartStatus, Customer, Purchase, PurchaseStatus
+from customers.models import AuditLog, Cart, CartStatus, Customer, Purchase, PurchaseStatus
 from customers.services import validation as v
 from retention_crm.errors import ApplicationError, NotFound
 
@@ -189,13 +190,39 @@ class SendTestResult:
         return f"Test sent to {self.to}: {self.destination}."
 
 
-def campaign_send_test(*, campaign_id: int, to: str, customer_external_id: str | None = None) -> SendTestResult:
-    """Email the campaign, rendered for a customer (or the sample), to a staff address. Whatever the
-    campaign's channel, the test goes by email, marked as a test; no message is recorded."""
+def send_test_address_allowed(*, address: str, staff_email: str) -> bool:
+    """A test carries a customer's data: it goes only to the staff user's own address or to a
+    domain the shop allow-lists (TEST_EMAIL_DOMAINS), never to anyone (SPEC §8)."""
+    if staff_email and address.casefold() == staff_email.strip().casefold():
+        return True
+    domain = address.rpartition("@")[2].casefold()
+    return domain in {allowed.strip().casefold() for allowed in settings.TEST_EMAIL_DOMAINS if allowed.strip()}
+
+
+@transaction.atomic
+def campaign_send_test(
+    *, campaign_id: int, to: str, staff_username: str, staff_email: str, customer_external_id: str | None = None
+) -> SendTestResult:
+    """Email the campaign, rendered for a customer (or the sample), to the staff user's own address
+    (or an allow-listed domain), and audit it. Whatever the campaign's channel, the test goes by
+    email, marked as a test; no message is recorded."""
     address = v.clean_email(to, "to")
     if not address:
         raise v.invalid("to", "is required")
+    if not send_test_address_allowed(address=address, staff_email=staff_email):
+        domains = ", ".join(settings.TEST_EMAIL_DOMAINS) or "none set"
+        raise v.invalid(
+            "to",
+            f"must be your own address ({staff_email or 'none on your user'}) or in an allow-listed domain "
+            f"(TEST_EMAIL_DOMAINS: {domains})",
+        )
     campaign = campaign_get(campaign_id=campaign_id)
+    AuditLog.objects.create(
+        action="campaign.send_test",
+        target=f"campaign:{campaign.pk}",
+        actor=staff_username[:150],
+        details={"to": address, "customer": customer_external_id or ""},
+    )
     preview = campaign_preview(
         subject=campaign.subject or campaign.name,
         body=campaign.body,

@@ -556,11 +556,11 @@ def test_the_preview_customer_survives_a_save_and_the_buttons(marketer_client, m
 def test_a_test_send_says_where_it_went(admin_client, make_campaign, settings):
     campaign = make_campaign("welcome")
     answer = admin_client.post(
-        f"/admin/campaigns/campaign/{campaign.pk}/send-test/", {"to": "me@example.com"}, follow=True
+        f"/admin/campaigns/campaign/{campaign.pk}/send-test/", {"to": "admin@example.com"}, follow=True
     )
     flash = [str(m) for m in answer.context["messages"]]
     assert flash == [
-        "Test sent to me@example.com: kept in memory (locmem email backend, for tests): no email left the server."
+        "Test sent to admin@example.com: kept in memory (locmem email backend, for tests): no email left the server."
     ]
 
     settings.EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
@@ -582,10 +582,33 @@ def test_a_failing_test_send_says_so_and_the_page_stays(admin_client, make_campa
     settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_USE_TLS, settings.EMAIL_TIMEOUT = "127.0.0.1", 9, False, 2
     campaign = make_campaign("welcome")
     answer = admin_client.post(
-        f"/admin/campaigns/campaign/{campaign.pk}/send-test/", {"to": "me@example.com"}, follow=True
+        f"/admin/campaigns/campaign/{campaign.pk}/send-test/", {"to": "admin@example.com"}, follow=True
     )
     assert answer.status_code == 200
     flash = [str(m) for m in answer.context["messages"]]
     assert flash[0].startswith("Test not sent: ") and flash[0].endswith(
         "(email here is handed to the SMTP server 127.0.0.1:9)"
     )
+
+
+def test_a_test_goes_only_to_the_staff_users_own_address_or_an_allowed_domain(admin_client, make_campaign, settings):
+    from django.core import mail
+
+    from customers.models import AuditLog
+
+    campaign = make_campaign("welcome")
+    url = f"/admin/campaigns/campaign/{campaign.pk}/send-test/"
+    refused = admin_client.post(url, {"to": "someone@elsewhere.test"}, follow=True)
+    flash = [str(m) for m in refused.context["messages"]]
+    assert flash[0].startswith("Test not sent:") and "TEST_EMAIL_DOMAINS" in flash[0]
+    assert mail.outbox == [] and not AuditLog.objects.filter(action="campaign.send_test").exists()
+
+    settings.TEST_EMAIL_DOMAINS = ["Shop.Example"]
+    admin_client.post(url, {"to": "team@shop.example"}, follow=True)
+    admin_client.post(url, {"to": "ADMIN@example.com"}, follow=True)
+    assert [m.to for m in mail.outbox] == [["team@shop.example"], ["ADMIN@example.com"]]
+    audits = list(AuditLog.objects.filter(action="campaign.send_test").order_by("id"))
+    assert [(a.actor, a.target, a.details["to"]) for a in audits] == [
+        ("admin", f"campaign:{campaign.pk}", "team@shop.example"),
+        ("admin", f"campaign:{campaign.pk}", "ADMIN@example.com"),
+    ]

@@ -151,9 +151,9 @@ def test_a_new_marketers_first_campaign_explains_itself(admin_page: Page, live_s
     )
 
     # A test: the page says where it went.
-    page.fill("#send-test-to", "marketing@example.com")
+    page.fill("#send-test-to", "staff@example.com")  # the staff user's own address
     page.click("#send-test-button")
-    expect(page.locator("ul.messagelist")).to_contain_text("Test sent to marketing@example.com: kept in memory")
+    expect(page.locator("ul.messagelist")).to_contain_text("Test sent to staff@example.com: kept in memory")
     expect(page.locator("#campaign-report th", has_text="Held out (control group)")).to_be_visible()
     page.screenshot(path=str(shots / "editor-after-run.png"), full_page=True)
     page.locator("ul.messagelist").screenshot(path=str(shots / "editor-test-sent.png"))
