@@ -68,7 +68,7 @@ browser:
 
 ## test: the whole suite on PostgreSQL and Redis
 test: venv browser
-	DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) CHROMIUM=$(CHROMIUM) \
+	DEBUG=true DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) CHROMIUM=$(CHROMIUM) \
 		$(BIN)/pytest -n 2 -p no:logging $(PYTEST_ARGS)
 
 lint: venv
@@ -81,7 +81,7 @@ format: venv
 
 ## bench: load 1M customers / 10M purchases into PostgreSQL (see bench/README.md)
 bench: venv
-	DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python bench/generate.py $(BENCH_ARGS)
+	DEBUG=true DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python bench/generate.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache

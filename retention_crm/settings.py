@@ -9,7 +9,6 @@ no default: ``DEBUG`` is off unless set, and then ``SECRET_KEY`` must be given (
 
 import os
 import secrets
-import sys
 from pathlib import Path
 
 import environ
@@ -23,11 +22,8 @@ env = environ.Env()
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = embedded_postgres.var_dir()  # VAR_DIR, by default var/ in the checkout
 
-# Production is the default (SPEC §8): DEBUG is off unless set. `make run` sets DEBUG=true for the
-# demo. The test suite, and the commands its tests start, run with the development defaults too (a
-# plain-HTTP test client, static files from the apps); nothing else imports pytest.
-if "pytest" in sys.modules:
-    os.environ.setdefault("DEBUG", "true")
+# Production is the default (SPEC §8): DEBUG is off unless set. `make run` and `make test` set
+# DEBUG=true (the demo; the suite's plain-HTTP test client and static files from the apps).
 DEBUG = env.bool("DEBUG", default=False)
 
 

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import io
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -11,9 +12,13 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.db.models import Count, Exists, F, Max, Min, OuterRef, Q, Sum
 from django.db.models.functions import Coalesce
+from django.urls import reverse
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from bench.generate import LOADED_TABLES, LoadRefused, bench_load
+from campaigns.models import SENT_STATUSES, Attribution, Campaign, CampaignStatus, Message, MessageStatus
+from customers.demo import DemoOptions, demo_seed
 from customers.models import (
     Cart,
     CartItem,
@@ -31,15 +36,30 @@ from customers.models import (
 from customers.services import LineItemInput, PurchaseInput
 from customers.services.loyalty import loyalty_program_ensure, loyalty_program_get
 from customers.services.loyalty.daily import tiers_recompute_all
+from metrics.models import CustomerScore, DailySnapshot, RfmSegment
+from metrics.periods import store_tz
+from retention_crm.api.keys import api_key_create
 from tests.factories import CustomerFactory
 
 SMALL = 200
+SHORT = 7  # days of campaign history and snapshots in the tests of the base data
+DEMO_TRIGGERS = ("abandoned_cart", "reactivation", "birthday", "post_purchase")
+STAGES = ("customers", "orders", "campaigns", "scores", "snapshots")
 
 
 def seed(**options: Any) -> str:
     out = io.StringIO()
-    call_command("seed_demo", stdout=out, **{"customers": SMALL, **options})
+    call_command("seed_demo", stdout=out, **{"customers": SMALL, "days": SHORT, "snapshot_days": SHORT, **options})
     return out.getvalue()
+
+
+def demo_tables_truncate() -> None:
+    """Empty what a seed fills and restart the ids, so the control groups (a hash of campaign and
+    customer ids) come out as on a fresh database. TRUNCATE: the points ledger refuses deletes."""
+    tables = ", ".join(model._meta.db_table for model in (Customer, Product, Campaign, DailySnapshot))
+    with connection.cursor() as cursor:
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # run the deferred foreign-key checks first
+        cursor.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
 
 
 def stats_mismatches(customers: Any) -> list[str]:
@@ -66,7 +86,7 @@ def open_carts_with_a_later_purchase() -> Any:
 
 
 def snapshot() -> dict[str, Any]:
-    """Everything a seed decides, with times relative to each customer's sign-up (runs differ in `now`)."""
+    """Everything a seed decides, with times relative to each customer's sign-up."""
     return {
         "customers": list(
             Customer.objects.order_by("external_id").values_list(
@@ -92,22 +112,28 @@ def snapshot() -> dict[str, Any]:
             Consent.objects.order_by("customer__external_id", "channel").values_list("channel", "granted")
         ),
         "nps": list(
-            NpsResponse.objects.order_by("customer__external_id").values_list("customer__external_id", "score")
+            NpsResponse.objects.order_by("customer__external_id", "answered_at").values_list(
+                "customer__external_id", "score"
+            )
+        ),
+        "messages": list(
+            Message.objects.order_by("campaign__name", "dedupe_key").values_list(
+                "campaign__name", "customer__external_id", "status", "reason"
+            )
         ),
         "revenue": Purchase.objects.aggregate(total=Sum("total"))["total"],
     }
 
 
-def delete_everything() -> None:
-    """Empty what a seed fills. TRUNCATE, since the points ledger refuses deletes by design."""
-    tables = ", ".join(model._meta.db_table for model in (Customer, Product))
-    with connection.cursor() as cursor:
-        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # run the deferred foreign-key checks first
-        cursor.execute(f"TRUNCATE {tables} CASCADE")
+def stage_lines(output: str) -> dict[str, str]:
+    """The command's line per stage, by stage name."""
+    return dict(re.findall(r"^seed_demo: (\w+)\s+(.*\(\d+\.\d s\))$", output, flags=re.MULTILINE))
 
 
 @pytest.mark.django_db
 class TestSeedDemo:
+    """The base data, seeded small and with a short campaign history."""
+
     def test_creates_customers_purchases_carts_consents_nps_and_a_catalogue(self):
         output = seed()
 
@@ -121,12 +147,16 @@ class TestSeedDemo:
         assert Product.objects.count() == 40
         assert Product.objects.values("category").distinct().count() == 8
         assert Product.objects.filter(replenishment_days__isnull=False).exists()
-        assert f"{SMALL} customers" in output
-        assert f"{Purchase.objects.count()} purchases" in output
+        lines = stage_lines(output)
+        assert list(lines) == list(STAGES)
+        assert lines["customers"].startswith(f"{SMALL} customers")
+        orders = int(re.match(r"(\d+) orders", lines["orders"]).group(1))
+        responses = int(re.search(r"(\d+) orders in response", lines["campaigns"]).group(1))
+        assert orders + responses == Purchase.objects.count()
+        assert "seed_demo: done in" in output
         # Loyalty as its rules leave it: points for the purchases still inside their expiry, exact ledgers.
         earned = PointsEntry.objects.filter(kind="earn")
         assert earned.exists()
-        assert f"{earned.count()} points earnings" in output
         expired_before = timezone.now() - dt.timedelta(days=loyalty_program_get().expiry_days)
         assert not earned.filter(purchase__placed_at__lte=expired_before).exists()
         assert tiers_recompute_all() == 0
@@ -143,6 +173,9 @@ class TestSeedDemo:
         assert customers.filter(orders_count__gte=2, last_purchase_at__lt=now - dt.timedelta(days=180)).exists()
         assert Purchase.objects.filter(status=PurchaseStatus.REFUNDED).exists()
         assert Purchase.objects.filter(status=PurchaseStatus.CANCELLED).exists()
+        assert not Purchase.objects.filter(
+            status__in=[PurchaseStatus.REFUNDED, PurchaseStatus.CANCELLED], status_changed_at__isnull=True
+        ).exists()
         open_carts = Cart.objects.filter(status=CartStatus.OPEN)
         assert open_carts.filter(updated_at__lte=now - dt.timedelta(hours=1)).exists()  # abandoned by now
         assert customers.filter(birth_date__month=2, birth_date__day=29).exists()
@@ -159,6 +192,8 @@ class TestSeedDemo:
 
         assert not purchases.filter(placed_at__gt=now).exists()
         assert not purchases.filter(placed_at__lt=now - dt.timedelta(days=366)).exists()
+        assert not Message.objects.filter(Q(created_at__gt=now) | Q(sent_at__gt=now)).exists()
+        assert not NpsResponse.objects.filter(answered_at__gt=now).exists()
         assert set(purchases.values_list("currency", flat=True)) == {settings.STORE_CURRENCY}
         for purchase in purchases.prefetch_related("items"):
             assert timezone.is_aware(purchase.placed_at)
@@ -203,16 +238,19 @@ class TestSeedDemo:
         assert not referred.filter(referred_by__created_at__gt=F("created_at")).exists()
 
     def test_the_same_seed_gives_the_same_data(self):
-        seed(seed=7)
+        now = timezone.now().replace(microsecond=0) - dt.timedelta(hours=1)
+        options = DemoOptions(seed=7, customers=SMALL, days=SHORT * 2, snapshot_days=SHORT)
+        demo_tables_truncate()
+        demo_seed(options=options, now=now)
         first = snapshot()
-        delete_everything()
-        seed(seed=7)
+        demo_tables_truncate()
+        demo_seed(options=options, now=now)
         assert snapshot() == first
 
     def test_another_seed_gives_other_data(self):
         seed(seed=7)
         first = snapshot()
-        delete_everything()
+        demo_tables_truncate()
         seed(seed=8)
         assert snapshot()["purchases"] != first["purchases"]
 
@@ -222,6 +260,7 @@ class TestSeedDemo:
         assert "nothing to do" in output
         assert Customer.objects.count() == 1
         assert not Purchase.objects.exists()
+        assert not Campaign.objects.exists()
 
     def test_if_empty_seeds_an_empty_database(self):
         seed(if_empty=True)
@@ -229,15 +268,176 @@ class TestSeedDemo:
 
     def test_a_second_run_refuses_clearly_and_changes_nothing(self):
         seed()
-        purchases = Purchase.objects.count()
+        purchases, messages = Purchase.objects.count(), Message.objects.count()
         with pytest.raises(CommandError, match=r"already exist.*--if-empty"):
             seed()
-        assert (Customer.objects.count(), Purchase.objects.count()) == (SMALL, purchases)
+        assert (Customer.objects.count(), Purchase.objects.count(), Message.objects.count()) == (
+            SMALL,
+            purchases,
+            messages,
+        )
 
     def test_other_customers_do_not_block_a_seed(self):
         CustomerFactory(external_id="shop-1")
         seed()
         assert Customer.objects.count() == SMALL + 1
+
+    @pytest.mark.parametrize(
+        "option", [{"customers": 0}, {"years": 0}, {"days": 0}, {"days": 366}, {"snapshot_days": 0}]
+    )
+    def test_refuses_sizes_out_of_range(self, option):
+        with pytest.raises(CommandError, match="must be"):
+            seed(**option)
+        assert not Customer.objects.exists()
+
+
+@pytest.fixture(scope="class")
+def demo(django_db_setup, django_db_blocker):
+    """The demo exactly as ``make run`` seeds it (default options), once for the class: committed,
+    then emptied again after the class."""
+    with django_db_blocker.unblock():
+        demo_tables_truncate()
+        loyalty_program_ensure()  # a flushed test database lost the migrated program
+        out = io.StringIO()
+        call_command("seed_demo", "--if-empty", stdout=out)
+        yield out.getvalue()
+        demo_tables_truncate()
+
+
+def demo_campaigns() -> dict[str, Campaign]:
+    return {campaign.trigger: campaign for campaign in Campaign.objects.filter(status=CampaignStatus.ACTIVE)}
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("demo")
+class TestTheDemoShowsTheWholeProduct:
+    """SPEC §7: months of campaign history, scores, the trend's snapshots and NPS answers, at once."""
+
+    def test_prints_a_line_per_stage_with_its_counts_and_time(self, demo):
+        lines = stage_lines(demo)
+        assert list(lines) == list(STAGES)
+        assert lines["customers"].startswith(f"{DemoOptions().customers} customers")
+        assert re.search(r"\d+ messages \(\d+ sent, \d+ held out, \d+ suppressed", lines["campaigns"])
+        assert lines["snapshots"].startswith(f"{DemoOptions().snapshot_days} daily snapshots")
+
+    def test_four_campaigns_with_sent_held_out_suppressed_and_converted_messages(self):
+        campaigns = demo_campaigns()
+        assert set(DEMO_TRIGGERS) <= set(campaigns)
+        for trigger in DEMO_TRIGGERS:
+            messages = Message.objects.filter(campaign=campaigns[trigger])
+            sent = messages.filter(status__in=SENT_STATUSES).count()
+            held_out = messages.filter(status=MessageStatus.HELD_OUT).count()
+            assert sent + held_out >= 150, trigger  # a few hundred per campaign
+            share = campaigns[trigger].holdout_percent / 100
+            assert share - 0.1 < held_out / (sent + held_out) < share + 0.1, trigger  # the control group
+            assert messages.filter(status=MessageStatus.SUPPRESSED).exists(), trigger
+            converted = Attribution.objects.filter(campaign=campaigns[trigger])
+            assert converted.filter(message__status__in=SENT_STATUSES).exists(), trigger
+            assert converted.filter(message__status=MessageStatus.HELD_OUT).exists(), trigger
+
+    def test_the_history_spans_months_and_ends_now(self):
+        now = timezone.now()
+        span = Message.objects.aggregate(first=Min("created_at"), last=Max("created_at"))
+        assert span["first"] <= now - dt.timedelta(days=DemoOptions().days - 1)
+        assert span["last"] >= now - dt.timedelta(days=2)
+        for trigger, campaign in demo_campaigns().items():
+            if trigger in DEMO_TRIGGERS:
+                assert campaign.created_at <= span["first"], trigger
+
+    def test_every_campaign_report_shows_a_positive_uplift_with_its_confidence_interval(self):
+        _, key = api_key_create(name="demo reports", scopes=["campaigns"])
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
+        for trigger in DEMO_TRIGGERS:
+            campaign = demo_campaigns()[trigger]
+            response = client.get(f"/api/v1/campaigns/{campaign.pk}/report")
+            assert response.status_code == 200, response.content
+            report = response.json()
+            assert report["counts"]["sent"] + report["counts"]["delivered"] > 0, trigger
+            impact = report["impact"]
+            assert impact["treated"]["conversion_rate"] > impact["control"]["conversion_rate"] > 0, trigger
+            uplift = impact["uplift"]
+            assert 0 < uplift["ci_low"] < uplift["absolute"] < uplift["ci_high"], (trigger, uplift)
+            assert uplift["p_value"] < 0.05, (trigger, uplift)
+            assert impact["treated"]["attributed_purchases"] > 0, trigger
+
+    def test_attributed_purchases_are_completed_and_inside_their_message_window(self):
+        attributions = Attribution.objects.select_related("purchase", "message", "campaign")
+        assert attributions.count() >= 100
+        for attribution in attributions:
+            purchase, message = attribution.purchase, attribution.message
+            assert purchase.status == PurchaseStatus.COMPLETED
+            assert purchase.customer_id == message.customer_id
+            window = dt.timedelta(days=attribution.campaign.attribution_days)
+            assert message.touched_at <= purchase.placed_at < message.touched_at + window
+
+    def test_suppressed_messages_belong_to_customers_who_revoked_consent(self):
+        suppressed = Message.objects.filter(status=MessageStatus.SUPPRESSED)
+        assert suppressed.exists()
+        granted = Consent.objects.filter(customer=OuterRef("customer"), channel=OuterRef("channel"), granted=True)
+        assert not suppressed.filter(Exists(granted)).exists()
+        assert set(suppressed.values_list("reason", flat=True)) <= {"no_consent", "frequency_cap"}
+
+    def test_the_sender_kept_quiet_hours_and_the_frequency_cap(self):
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM campaigns_message m JOIN customers_customer c ON c.id = m.customer_id"
+                " WHERE m.sent_at IS NOT NULL AND NOT (extract(hour FROM m.sent_at AT TIME ZONE c.timezone)"
+                " BETWEEN 9 AND 20)"
+            )
+            assert cursor.fetchone()[0] == 0  # default quiet hours 21:00-09:00, the customer's time
+            cursor.execute(
+                "SELECT count(*) FROM campaigns_message m WHERE m.sent_at IS NOT NULL AND ("
+                " SELECT count(*) FROM campaigns_message o WHERE o.customer_id = m.customer_id"
+                " AND o.sent_at > m.sent_at - interval '7 days' AND o.sent_at <= m.sent_at) > 3"
+            )
+            assert cursor.fetchone()[0] == 0  # at most 3 per rolling 7 days
+        assert (
+            Message.objects.filter(status__in=["delivered", "opened", "clicked"]).values("status").distinct().count()
+            == 3
+        )
+
+    def test_scores_and_rfm_segments_are_computed_for_every_buyer(self):
+        buyers = Customer.objects.filter(orders_count__gt=0).count()
+        assert CustomerScore.objects.count() == buyers > 0
+        segments = set(CustomerScore.objects.values_list("rfm_segment", flat=True))
+        assert len(segments) >= 6 and segments <= set(RfmSegment.values)
+        assert CustomerScore.objects.filter(churn_risk__gte=0.7).exists()
+        assert CustomerScore.objects.filter(churn_risk__lte=0.3).exists()
+
+    def test_snapshots_fill_the_90_days_up_to_yesterday(self):
+        yesterday = timezone.now().astimezone(store_tz()).date() - dt.timedelta(days=1)
+        days = list(DailySnapshot.objects.order_by("date").values_list("date", flat=True))
+        assert days == [yesterday - dt.timedelta(days=n) for n in range(DemoOptions().snapshot_days - 1, -1, -1)]
+        assert len(days) == 90
+        assert not DailySnapshot.objects.filter(Q(crr__isnull=True) | Q(nps__isnull=True)).exists()
+
+    def test_nps_answers_come_with_the_review_bonus(self):
+        answers = NpsResponse.objects.all()
+        recent = answers.filter(answered_at__gte=timezone.now() - dt.timedelta(days=DemoOptions().days))
+        assert recent.count() >= 50
+        assert answers.filter(score__gte=9).exists() and answers.filter(score__lte=6).exists()
+        assert PointsEntry.objects.filter(idempotency_key__startswith="bonus:review:").exists()
+
+    def test_the_dashboard_draws_the_trend_and_each_campaign_impact(self, admin_client):
+        response = admin_client.get(reverse("admin:metrics_dashboard_changelist"))
+        assert response.status_code == 200
+        dashboard = response.context["dashboard"]
+        assert dashboard.trend_chart
+        assert {row.name for row in dashboard.campaign_impacts} >= {c.name for c in demo_campaigns().values()}
+
+    def test_the_ledger_and_stats_are_exact(self):
+        assert stats_mismatches(Customer.objects.all()) == []
+        assert not open_carts_with_a_later_purchase().exists()
+        call_command("loyalty_verify", stdout=io.StringIO())
+
+    def test_if_empty_on_the_seeded_database_adds_nothing(self):
+        tables = (Customer, Purchase, PointsEntry, Cart, Campaign, Message, Attribution, NpsResponse, DailySnapshot)
+        before = {model: model.objects.count() for model in tables}
+        out = io.StringIO()
+        call_command("seed_demo", "--if-empty", stdout=out)
+        assert "nothing to do" in out.getvalue()
+        assert {model: model.objects.count() for model in tables} == before
 
 
 # --- bench/generate.py ------------------------------------------------------------------------
