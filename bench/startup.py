@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.report import performance_section_write  # noqa: E402
+from bench.report import performance_section_write
 
 ROOT = Path(__file__).resolve().parent.parent
 LIMITS = {"cold": 60.0, "warm": 10.0}
