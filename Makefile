@@ -43,9 +43,7 @@ run: $(BIN)/.installed-run
 # What `make run` does once the database is up: migrate, seed once, the demo admin, then the
 # three processes under one runner.
 demo: $(BIN)/.installed-run
-	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py seed_demo --if-empty
-	$(BIN)/python manage.py create_demo_admin
+	$(BIN)/python manage.py prepare_demo
 	@echo ""
 	@echo "  Admin:    http://127.0.0.1:$(PORT)/admin/   (demo / demo)"
 	@echo "  API docs: http://127.0.0.1:$(PORT)/api/docs/"

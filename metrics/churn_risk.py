@@ -31,7 +31,6 @@ import numpy as np
 from django.db import connection, transaction
 from django.db.models.functions import TruncDate
 from django.utils import timezone
-from scipy import optimize, special
 
 from metrics.models import ChurnModel, CustomerScore
 from metrics.periods import store_tz
@@ -60,6 +59,8 @@ class BgNbdParams:
 
 def bgnbd_log_likelihood(params: BgNbdParams, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
     """Each customer's log-likelihood under BG/NBD (Fader, Hardie & Lee 2005, eq. 6)."""
+    from scipy import special  # imported where used: scipy adds ~2 s to every process's start
+
     r, alpha, a, b = params.r, params.alpha, params.a, params.b
     x = np.asarray(x, dtype=float)
     repeat = x > 0
@@ -73,6 +74,8 @@ def bgnbd_log_likelihood(params: BgNbdParams, x: np.ndarray, t_x: np.ndarray, T:
 
 def bgnbd_p_alive(params: BgNbdParams, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
     """P(alive | x, t_x, T); 1 for customers without a repeat purchase, as the model has it."""
+    from scipy import special
+
     r, alpha, a, b = params.r, params.alpha, params.a, params.b
     x = np.asarray(x, dtype=float)
     log_odds_dead = np.log(a) - np.log(b + np.maximum(x, 1) - 1) + (r + x) * (np.log(alpha + T) - np.log(alpha + t_x))
@@ -93,6 +96,8 @@ def bgnbd_fit(x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> BgNbdParams | No
         params = BgNbdParams(*np.exp(log_params))
         value = -(weights * bgnbd_log_likelihood(params, ux, ut, uT)).sum() / total
         return float(value) if np.isfinite(value) else 1e12
+
+    from scipy import optimize
 
     start = np.log([1.0, max(float(np.mean(T)), 1.0), 1.0, 1.0])
     result = optimize.minimize(negative_mean_ll, start, method="L-BFGS-B", bounds=[LOG_PARAM_BOUNDS] * 4)
