@@ -16,4 +16,4 @@ RUN SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput
 RUN useradd --create-home --uid 10001 crm && mkdir -p /app/var && chown -R crm /app/var
 USER crm
 EXPOSE 8000
-CMD ["gunicorn", "retention_crm.wsgi", "--bind", "0.0.0.0:8000", "--workers", "4", "--access-logfile", "-"]
+CMD ["gunicorn", "retention_crm.wsgi", "--bind", "0.0.0.0:8000", "--workers", "4", "--preload", "--access-logfile", "-"]

@@ -10,6 +10,7 @@ class Command(BaseCommand):
     requires_system_checks = []  # migrate runs them
 
     def handle(self, *args, **options) -> None:
-        call_command("migrate", interactive=False, verbosity=1)
+        # The checks run with the test suite and `manage.py check`; a demo start need not repeat them.
+        call_command("migrate", interactive=False, verbosity=1, skip_checks=True)
         call_command("seed_demo", if_empty=True)
         call_command("create_demo_admin")
