@@ -16,9 +16,10 @@ CHROMIUM ?= /usr/bin/chromium
 
 # The demo needs only the runtime requirements; tests and linters add the development ones.
 # uv installs the same pins in a fraction of pip's time (a cold `make run` is mostly installing);
-# pip does it where uv cannot run.
+# pip does it where uv cannot run. Both leave compiled bytecode, so no process start compiles the
+# libraries again (where PYTHONDONTWRITEBYTECODE is set, every start would).
 UV_VERSION := 0.13.9
-INSTALL = $(BIN)/uv pip install --quiet --python $(BIN)/python -r $(1) \
+INSTALL = $(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -r $(1) \
 	|| $(BIN)/pip install --quiet --disable-pip-version-check -r $(1)
 
 $(BIN)/.installed-run: requirements.txt
