@@ -34,7 +34,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from campaigns import display, selectors
-from campaigns.audience import rfm_segment_names, tier_codes
+from campaigns.audience import rfm_segment_names, tier_choices
 from campaigns.models import (
     Attribution,
     Campaign,
@@ -142,7 +142,7 @@ class CampaignFormBase(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["audience_tier"].choices = [(code, code) for code in tier_codes()]
+        self.fields["audience_tier"].choices = tier_choices()
         self.fields["audience_rfm_segment"].choices = [(name, name) for name in rfm_segment_names()]
         if "status" in self.fields:
             self.fields["status"].choices = [

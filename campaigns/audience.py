@@ -53,6 +53,15 @@ def tier_codes() -> list[str]:
     return codes or [code for code, *_ in DEFAULT_TIERS]
 
 
+def tier_choices() -> list[tuple[str, str]]:
+    """(code, name) of each tier, in the program's order: the editor shows names, stores codes."""
+    from customers.models import LoyaltyTier
+    from customers.services.loyalty import DEFAULT_TIERS
+
+    tiers = list(LoyaltyTier.objects.order_by("threshold").values_list("code", "name"))
+    return tiers or [(code, name) for code, name, *_ in DEFAULT_TIERS]
+
+
 def rfm_segment_names() -> list[str]:
     from metrics.models import RfmSegment
 

@@ -17,12 +17,12 @@ import datetime as dt
 import math
 import zoneinfo
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
 
 from campaigns.models import CampaignStatus, MessageStatus, SuppressionReason
+from retention_crm.money import money
 
 DASH = "—"
 SIGNIFICANCE = 0.05  # two-sided; "significant at 95 %"
@@ -51,13 +51,6 @@ def p_value_text(p_value: float | None) -> str:
     if p_value is None:
         return DASH
     return "p < 0.001" if p_value < 0.001 else f"p = {p_value:.3f}"
-
-
-def money(amount: Any) -> str:
-    """An amount in the store's currency: "1,234.50 USD"."""
-    if amount is None:
-        return DASH
-    return f"{Decimal(amount):,.2f} {settings.STORE_CURRENCY}"
 
 
 def count(number: int) -> str:

@@ -1,20 +1,16 @@
 """The staff UI for customer data. Writes go through the services; history is read-only."""
 
 import datetime as dt
-from dataclasses import dataclass
-from decimal import Decimal
 from functools import partial
 from typing import Any
 
 from django import forms
-from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import F, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse
-from django.template.defaultfilters import floatformat
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -41,6 +37,7 @@ from customers.services import customer_changes_clean, customer_upsert, purchase
 from customers.services.customers import PERSONAL_FIELDS
 from metrics import selectors as metrics_selectors
 from retention_crm.errors import ApplicationError
+from retention_crm.money import money, store_currency
 from retention_crm.readonly_admin import ReadOnlyAdminMixin
 
 EDITABLE_CUSTOMER_FIELDS = PERSONAL_FIELDS
@@ -59,34 +56,6 @@ NPS_VIEW_PERMISSION = "customers.view_npsresponse"
 
 
 # --- Money and tiers, as staff read them ------------------------------------------------------
-
-# Currencies written with a symbol before the amount; any other code follows it ("12.00 CHF").
-CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥", "INR": "₹", "CAD": "CA$", "AUD": "A$"}
-
-
-@dataclass(frozen=True)
-class Currency:
-    """How the store's currency is written around an amount; templates use it with floatformat."""
-
-    code: str
-    prefix: str
-    suffix: str
-
-
-def store_currency() -> Currency:
-    code = settings.STORE_CURRENCY
-    symbol = CURRENCY_SYMBOLS.get(code)
-    if symbol:
-        return Currency(code=code, prefix=symbol, suffix="")
-    return Currency(code=code, prefix="", suffix=f" {code}")
-
-
-def money(amount: Decimal | int | None) -> str:
-    """An amount in the store's currency, two decimals and grouped thousands: "$1,852.27"."""
-    if amount is None:
-        return "—"
-    currency = store_currency()
-    return f"{currency.prefix}{floatformat(amount, '2g')}{currency.suffix}"
 
 
 def tier_names() -> dict[str, str]:

@@ -133,7 +133,7 @@ class TierChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="Spend, last 365 days", ordering="trailing_spend")
     def trailing_spend_display(self, change: TierChange) -> str:
-        from customers.admin import money  # that module imports this one
+        from retention_crm.money import money
 
         return money(change.trailing_spend)
 

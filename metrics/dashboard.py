@@ -14,6 +14,7 @@ from metrics.periods import DEFAULT_COHORT_MONTHS, Period, add_months, store_tz
 from metrics.retention import Retention, retention
 from metrics.selectors import snapshot_series, stored_segment_sizes
 from metrics.summary import Summary, summary
+from retention_crm.money import money
 
 TREND_DAYS = 180
 
@@ -67,19 +68,15 @@ class Dashboard:
             {"key": "reactivated", "label": "Reactivated", "value": f"{r.reactivated:,}"},
             {"key": "lost", "label": "Lost", "value": f"{r.lost:,}"},
             {"key": "repeat_purchase_rate", "label": "Repeat purchase rate", "value": _percent(s.repeat_purchase_rate)},
-            {"key": "aov", "label": "AOV", "value": _money(s.aov)},
-            {"key": "arpu", "label": "ARPU", "value": _money(s.arpu)},
-            {"key": "clv", "label": "Historical CLV", "value": _money(s.clv)},
+            {"key": "aov", "label": "AOV", "value": money(s.aov)},
+            {"key": "arpu", "label": "ARPU", "value": money(s.arpu)},
+            {"key": "clv", "label": "Historical CLV", "value": money(s.clv)},
             {"key": "nps", "label": "NPS", "value": "—" if s.nps.score is None else f"{s.nps.score:.0f}"},
         ]
 
 
 def _percent(value: float | None) -> str:
     return "—" if value is None else f"{100 * value:.1f} %"
-
-
-def _money(value: Any) -> str:
-    return "—" if value is None else f"{value:,}"
 
 
 DASHBOARD_CAMPAIGNS = 5  # the most recent campaigns that have reached anybody

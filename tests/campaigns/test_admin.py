@@ -221,7 +221,7 @@ def test_rates_read_in_percent_and_differences_in_percentage_points():
     )
     assert [group.conversion for group in shown.groups] == ["20.0%", "16.9%"]
     assert shown.uplift_summary == "Uplift +3.1 pp (95% CI -0.4 to +6.6 pp, p = 0.078)"
-    assert shown.groups[0].revenue == "5,000.00 USD" and shown.incremental_revenue == "1,000.00 USD"
+    assert shown.groups[0].revenue == "$5,000.00" and shown.incremental_revenue == "$1,000.00"
 
 
 @pytest.fixture
@@ -612,3 +612,8 @@ def test_a_test_goes_only_to_the_staff_users_own_address_or_an_allowed_domain(ad
         ("admin", f"campaign:{campaign.pk}", "team@shop.example"),
         ("admin", f"campaign:{campaign.pk}", "ADMIN@example.com"),
     ]
+
+
+def test_the_editor_names_tiers_by_their_names_and_stores_codes(admin_client):
+    page = " ".join(admin_client.get("/admin/campaigns/campaign/add/").content.decode().split())
+    assert 'name="audience_tier" value="gold" id="id_audience_tier_2"> Gold</label>' in page

@@ -16,8 +16,8 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, Message
 from campaigns.services import campaign_create
-from customers.admin import money
 from customers.models import Customer, NpsResponse, TierChange
+from retention_crm.money import money
 from tests.factories import CartFactory, CartItemFactory, CustomerFactory, NpsResponseFactory, PurchaseFactory
 from tests.loyalty_support import program_set
 
