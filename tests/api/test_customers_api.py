@@ -246,3 +246,14 @@ def test_bad_nps_answers(api, body, status, field):
     api.put("/api/v1/customers/ada", {}, format="json")
     assert_error(api.post("/api/v1/nps", body, format="json"), status, field=field)
     assert not NpsResponse.objects.exists()
+
+
+@pytest.mark.parametrize("method", ["get", "post", "put", "delete"])
+def test_an_unknown_api_path_is_a_json_404_whatever_the_method(method):
+    from django.test import Client
+
+    client = Client(enforce_csrf_checks=True)  # as a browser or a bare client would send it
+    body = {} if method == "get" else {"data": "{}", "content_type": "application/json"}
+    response = getattr(client, method)("/api/v1/no-such-thing", **body)
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
