@@ -99,3 +99,38 @@ class NpsResponseFactory(factory.django.DjangoModelFactory):
 
     customer = factory.SubFactory(CustomerFactory)
     score = 9
+
+
+def message_reached(*, campaign_id: int, customer: Customer, status: str, at: dt.datetime):
+    """A campaign message that reached (``sent``) or held out (``held_out``) the customer at ``at``."""
+    from campaigns.models import Message
+
+    return Message.objects.create(
+        campaign_id=campaign_id,
+        customer=customer,
+        channel="email",
+        dedupe_key=customer.external_id,
+        status=status,
+        scheduled_at=at,
+        send_at=at,
+        sent_at=at if status == "sent" else None,
+        touched_at=at,
+    )
+
+
+def campaign_half_converted(*, campaign_id: int, at: dt.datetime) -> None:
+    """Two sent messages (one buys a day later) and two held out (none buys): 50 % against 0 %."""
+    from customers.services import PurchaseInput, purchase_record
+
+    for number, (name, status, buys) in enumerate(
+        [("t1", "sent", True), ("t2", "sent", False), ("c1", "held_out", False), ("c2", "held_out", False)]
+    ):
+        customer, _ = Customer.objects.get_or_create(external_id=name)
+        message_reached(campaign_id=campaign_id, customer=customer, status=status, at=at)
+        if buys:
+            placed = at + dt.timedelta(days=1)
+            purchase_record(
+                data=PurchaseInput.clean(
+                    {"external_id": f"w-{number}", "customer": name, "placed_at": placed, "total": "25.00"}
+                )
+            )

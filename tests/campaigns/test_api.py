@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from campaigns.models import Campaign, Message, MessageStatus
 from tests.api.conftest import assert_error
+from tests.factories import message_reached
 
 pytestmark = pytest.mark.django_db
 CAMPAIGN = {
@@ -149,18 +150,7 @@ def test_report_shows_who_is_still_active_30_and_90_days_after_the_message(api, 
     touched = now - dt.timedelta(days=100)  # both checkpoints have come for these members
     members = {"back": "sent", "gone": "sent", "held": "held_out"}
     for name, status in members.items():
-        customer = make_customer(external_id=name)
-        Message.objects.create(
-            campaign_id=campaign["id"],
-            customer=customer,
-            channel="email",
-            dedupe_key=name,
-            status=status,
-            scheduled_at=touched,
-            send_at=touched,
-            sent_at=touched if status == "sent" else None,
-            touched_at=touched,
-        )
+        message_reached(campaign_id=campaign["id"], customer=make_customer(external_id=name), status=status, at=touched)
     # "back" bought 20 days after the message: active at +30 and at +90 (W = 90); "held" bought
     # 95 days after: active at neither checkpoint; "gone" never bought.
     for number, (name, days) in enumerate((("back", 20), ("held", 95))):

@@ -18,10 +18,11 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import Page, expect
 
-from campaigns.models import Campaign, ContactPolicy, Message
+from campaigns.models import Campaign, ContactPolicy
 from campaigns.services import campaign_create
 from customers.models import Customer
-from customers.services import PurchaseInput, customer_upsert, purchase_record
+from customers.services import customer_upsert
+from tests.factories import campaign_half_converted
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -67,33 +68,7 @@ def shop():
     earlier = campaign_create(
         data={"name": "Winback autumn", "trigger": "reactivation", "subject": "Hi", "body": "Hi", "holdout_percent": 50}
     )
-    touched = timezone.now() - dt.timedelta(days=3)
-    for number, (name, status, buys) in enumerate(
-        [("t1", "sent", True), ("t2", "sent", False), ("c1", "held_out", False), ("c2", "held_out", False)]
-    ):
-        customer, _ = Customer.objects.get_or_create(external_id=name)
-        Message.objects.create(
-            campaign=earlier,
-            customer=customer,
-            channel="email",
-            dedupe_key=name,
-            status=status,
-            scheduled_at=touched,
-            send_at=touched,
-            sent_at=touched if status == "sent" else None,
-            touched_at=touched,
-        )
-        if buys:
-            purchase_record(
-                data=PurchaseInput.clean(
-                    {
-                        "external_id": f"w-{number}",
-                        "customer": name,
-                        "placed_at": touched + dt.timedelta(days=1),
-                        "total": "25.00",
-                    }
-                )
-            )
+    campaign_half_converted(campaign_id=earlier.pk, at=timezone.now() - dt.timedelta(days=3))
     return {"night": night, "earlier": earlier}
 
 

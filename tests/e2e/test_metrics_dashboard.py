@@ -121,41 +121,13 @@ def test_an_analyst_may_read_the_dashboard_and_support_may_not(
 
 
 def test_dashboard_charts_a_campaigns_treated_vs_control_conversion(admin_page: Page, live_server, tmp_path):
-    from campaigns.models import Message
     from campaigns.services import campaign_create
-    from customers.models import Customer
-    from customers.services import PurchaseInput, purchase_record
+    from tests.factories import campaign_half_converted
 
     campaign = campaign_create(
         data={"name": "Winback autumn", "trigger": "reactivation", "channel": "email", "subject": "Hi", "body": "Hi"}
     )
-    touched = timezone.now() - dt.timedelta(days=3)
-    for number, (name, status, buys) in enumerate(
-        [("t1", "sent", True), ("t2", "sent", False), ("c1", "held_out", False), ("c2", "held_out", False)]
-    ):
-        customer, _ = Customer.objects.get_or_create(external_id=name)
-        Message.objects.create(
-            campaign=campaign,
-            customer=customer,
-            channel="email",
-            dedupe_key=name,
-            status=status,
-            scheduled_at=touched,
-            send_at=touched,
-            sent_at=touched if status == "sent" else None,
-            touched_at=touched,
-        )
-        if buys:
-            purchase_record(
-                data=PurchaseInput.clean(
-                    {
-                        "external_id": f"w-{number}",
-                        "customer": name,
-                        "placed_at": touched + dt.timedelta(days=1),
-                        "total": "25.00",
-                    }
-                )
-            )
+    campaign_half_converted(campaign_id=campaign.pk, at=timezone.now() - dt.timedelta(days=3))
 
     page = admin_page
     page.goto(f"{live_server.url}/admin/metrics/dashboard/")
