@@ -9,8 +9,6 @@ after a timeout cannot tell the two apart and never double-spends.
 
 from typing import Any
 
-from django.conf import settings
-from django.db import transaction
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import serializers
@@ -18,16 +16,15 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from customers.models import AuditLog, PointsEntry
+from customers.models import PointsEntry
 from customers.selectors_loyalty import DEFAULT_EXPIRING_DAYS, customer_loyalty, points_history
 from customers.services import customer_get
 from customers.services import validation as v
-from customers.services.loyalty import Tier, points_adjust, points_redeem
+from customers.services.loyalty import Tier, points_adjust_by_key, points_redeem
 from retention_crm.api.pagination import Pagination
 from retention_crm.api.shapes import ERRORS, ErrorSerializer, body_object
 
 MAX_EXPIRING_DAYS = 3_650
-LARGE_GRANT_ACTION = "points.large_grant"
 REPLAYED_HEADER = "Idempotent-Replayed"
 
 
@@ -269,23 +266,6 @@ class LoyaltyRedeemApi(APIView):
         return Response(RedeemSerializer(body).data, headers=headers)
 
 
-def _large_grant_audit(*, result: Any, actor: str, customer: str) -> None:
-    """A grant at or over LOYALTY_ADJUST_AUDIT_POINTS through the API gets its own audit entry,
-    so staff can list the large ones apart from everyday corrections (no reason text: it may name
-    the customer, and the ledger keeps it)."""
-    AuditLog.objects.create(
-        action=LARGE_GRANT_ACTION,
-        target=f"customer:{customer}",
-        actor=actor[:150],
-        details={
-            "points": result.points,
-            "entry_id": result.entry.pk,
-            "threshold": settings.LOYALTY_ADJUST_AUDIT_POINTS,
-            "via": "api",
-        },
-    )
-
-
 class LoyaltyAdjustApi(APIView):
     required_scopes = {"POST": "loyalty_adjust"}
     required_permissions = {"POST": "customers.adjust_points"}
@@ -318,21 +298,14 @@ class LoyaltyAdjustApi(APIView):
         for required in ("points", "reason", "idempotency_key"):
             if data.get(required) in (None, ""):
                 raise v.invalid(required, "is required")
-        # One request moves at most LOYALTY_ADJUST_MAX_POINTS either way: a leaked key cannot mint
-        # an unbounded balance in one call.
-        cap = settings.LOYALTY_ADJUST_MAX_POINTS
-        points = v.clean_count(data["points"], "points", minimum=-cap, maximum=cap)
-        with transaction.atomic():  # the grant and its audit entry together
-            result = points_adjust(
-                customer=external_id,
-                points=points,
-                reason=data["reason"],
-                idempotency_key=data["idempotency_key"],
-                actor=str(request.user),
-                created_by_id=request.user.pk if getattr(request.user, "is_staff", False) else None,
-            )
-            if not result.replayed and result.points >= settings.LOYALTY_ADJUST_AUDIT_POINTS:
-                _large_grant_audit(result=result, actor=str(request.user), customer=external_id)
+        result = points_adjust_by_key(
+            customer=external_id,
+            points=data["points"],
+            reason=data["reason"],
+            idempotency_key=data["idempotency_key"],
+            actor=str(request.user),
+            created_by_id=request.user.pk if getattr(request.user, "is_staff", False) else None,
+        )
         headers = {REPLAYED_HEADER: "true"} if result.replayed else {}
         body = {"adjusted": result.points, "balance": result.balance, "reason": result.entry.reason}
         return Response(AdjustSerializer(body).data, headers=headers)

@@ -51,7 +51,13 @@ from customers.services.loyalty.program import (
     loyalty_program_get,
     loyalty_tiers_validate,
 )
-from customers.services.loyalty.spending import Adjustment, Redemption, points_adjust, points_redeem
+from customers.services.loyalty.spending import (
+    Adjustment,
+    Redemption,
+    points_adjust,
+    points_adjust_by_key,
+    points_redeem,
+)
 from customers.services.loyalty.tiers import tiers_apply, tiers_recompute_for_customers
 
 __all__ = [
@@ -78,6 +84,7 @@ __all__ = [
     "loyalty_program_get",
     "loyalty_tiers_validate",
     "points_adjust",
+    "points_adjust_by_key",
     "points_bonus_grant",
     "points_earn_for_purchases",
     "points_redeem",

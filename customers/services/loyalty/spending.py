@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -253,3 +254,40 @@ def points_adjust(
         details={"points": points, "reason": reason, "entry_id": entry.pk, "balance": entry.balance_after},
     )
     return Adjustment(points=entry.points, balance=entry.balance_after, entry=entry)
+
+
+LARGE_GRANT_ACTION = "points.large_grant"
+
+
+@transaction.atomic
+def points_adjust_by_key(
+    *, customer: Any, points: Any, reason: Any, idempotency_key: Any, actor: str, created_by_id: int | None = None
+) -> Adjustment:
+    """An adjustment asked for with an API key (scope loyalty_adjust): at most
+    LOYALTY_ADJUST_MAX_POINTS either way, so a leaked key cannot mint an unbounded balance in one
+    call; a grant of LOYALTY_ADJUST_AUDIT_POINTS or more gets its own audit entry, in the same
+    transaction, so staff can list the large ones apart (no reason text: it may name the customer,
+    and the ledger keeps it)."""
+    cap = settings.LOYALTY_ADJUST_MAX_POINTS
+    points = v.clean_count(points, "points", minimum=-cap, maximum=cap)
+    result = points_adjust(
+        customer=customer,
+        points=points,
+        reason=reason,
+        idempotency_key=idempotency_key,
+        actor=actor,
+        created_by_id=created_by_id,
+    )
+    if not result.replayed and result.points >= settings.LOYALTY_ADJUST_AUDIT_POINTS:
+        AuditLog.objects.create(
+            action=LARGE_GRANT_ACTION,
+            target=f"customer:{customer}",
+            actor=actor[:150],
+            details={
+                "points": result.points,
+                "entry_id": result.entry.pk,
+                "threshold": settings.LOYALTY_ADJUST_AUDIT_POINTS,
+                "via": "api",
+            },
+        )
+    return result
