@@ -57,6 +57,28 @@ class SuppressionReason(models.TextChoices):
     FREQUENCY_CAP = "frequency_cap", "Frequency cap"
     NO_ADDRESS = "no_address", "No address for the channel"
     EXPIRED = "expired", "Not sent in time"
+    GOAL = "goal", "The customer bought before it went out"
+    EXITED = "exited", "Its journey entry ended before it went out"
+
+
+class ExitOn(models.TextChoices):
+    PURCHASE = "purchase", "A purchase after entry"
+    NONE = "none", "Nothing (walk every step)"
+
+
+class EntryState(models.TextChoices):
+    ACTIVE = "active", "In the journey"
+    COMPLETED = "completed", "Completed"
+    EXITED = "exited", "Exited"
+
+
+class ExitReason(models.TextChoices):
+    GOAL = "goal", "Goal reached (a purchase)"
+    SPLIT = "split", "A split sent it out"
+    NO_CONSENT = "no_consent", "Consent revoked"
+    ERASED = "erased", "Customer erased"
+    ARCHIVED = "archived", "Campaign archived"
+    STEP_REMOVED = "step_removed", "Its step was removed"
 
 
 HOLDOUT_PERCENT_MAX = 50
@@ -76,6 +98,11 @@ class Campaign(models.Model):
     offer = models.JSONField(default=dict, blank=True, help_text='e.g. {"bonus_points": 100}')
     holdout_percent = models.PositiveSmallIntegerField(default=10, help_text="Control group share, 0-50 %")
     attribution_days = models.PositiveSmallIntegerField(default=7, help_text="Purchases this many days after count")
+    # The journey (SPEC §4.1, campaigns/journey.py); [] means one message step of the fields above.
+    steps = models.JSONField(default=list, blank=True, help_text="Journey steps; [] means one message")
+    exit_on = models.CharField(max_length=16, choices=ExitOn.choices, default=ExitOn.PURCHASE)
+    # None: never re-enter; N: a new entry N days after the previous one ended (0: per dedupe key).
+    reentry_after_days = models.PositiveSmallIntegerField(null=True, blank=True, default=0)
     created_at = models.DateTimeField(default=now)
     updated_at = models.DateTimeField(auto_now=True)
     last_evaluated_at = models.DateTimeField(null=True, blank=True)
@@ -102,6 +129,7 @@ class Campaign(models.Model):
                 name="campaign_attribution_days_1_365",
             ),
             models.CheckConstraint(condition=~Q(name=""), name="campaign_name_not_empty"),
+            models.CheckConstraint(condition=Q(exit_on__in=ExitOn.values), name="campaign_exit_on_valid"),
         ]
         indexes = [models.Index(fields=["status"], name="campaign_status_idx")]
 
@@ -142,6 +170,87 @@ class ContactPolicy(models.Model):
         return "Contact policy"
 
 
+class Entry(models.Model):
+    """One walk of a customer through a campaign's journey: one per trigger dedupe key (SPEC §4.1).
+
+    ``step_key`` is the step the entry is at and ``next_at`` when that step is due (a wait's end);
+    advancing moves due entries step by step. ``held_out`` is decided once, at entry.
+    """
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="entries", db_index=False)
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="+", db_index=False)
+    dedupe_key = models.CharField(max_length=DEDUPE_KEY_MAX_LENGTH)
+    held_out = models.BooleanField(default=False)
+    state = models.CharField(max_length=16, choices=EntryState.choices, default=EntryState.ACTIVE)
+    step_key = models.CharField(max_length=40, help_text="The step it is at (the last one, once ended)")
+    next_at = models.DateTimeField(null=True, blank=True, help_text="When its step is due; empty once ended")
+    entered_at = models.DateTimeField(default=now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    exit_reason = models.CharField(max_length=32, blank=True, default="", choices=ExitReason.choices)
+    cart = models.ForeignKey(Cart, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False)
+    purchase = models.ForeignKey(
+        Purchase, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+    data = models.JSONField(default=dict, blank=True, help_text="Facts of the trigger at entry")
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name_plural = "entries"
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "dedupe_key"], name="entry_one_per_dedupe_key"),
+            # Never two open entries of one campaign for one customer.
+            models.UniqueConstraint(
+                fields=["campaign", "customer"], condition=Q(state="active"), name="entry_one_open_per_customer"
+            ),
+            models.CheckConstraint(condition=Q(state__in=EntryState.values), name="entry_state_valid"),
+            models.CheckConstraint(
+                condition=Q(state="active", next_at__isnull=False, ended_at__isnull=True)
+                | (~Q(state="active") & Q(ended_at__isnull=False)),
+                name="entry_open_has_next_at",
+            ),
+        ]
+        indexes = [
+            # Advancing: due entries of a campaign's step.
+            models.Index(fields=["campaign", "step_key", "next_at"], condition=Q(state="active"), name="entry_due_idx"),
+            # Re-entry, goal exits, erase and the customer's journeys.
+            models.Index(fields=["customer", "campaign"], name="entry_customer_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id}/{self.dedupe_key}: {self.state} at {self.step_key}"
+
+
+class StepCount(models.Model):
+    """How many entries arrived at each step of a journey, kept by the statements that move them
+    (the ledger has a row per message, not per wait or split passed)."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="step_counts", db_index=False)
+    step_key = models.CharField(max_length=40)
+    entered = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["campaign", "step_key"], name="step_count_one_per_step")]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id}/{self.step_key}: {self.entered}"
+
+
+class VariantWinner(models.Model):
+    """The variant an ``auto_winner`` message step picked, with the figures it was picked on."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="winners")
+    step_key = models.CharField(max_length=40)
+    variant_key = models.CharField(max_length=40)
+    decided_at = models.DateTimeField(default=now)
+    figures = models.JSONField(default=dict, help_text="Sent, converted and the test against each other variant")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["campaign", "step_key"], name="winner_one_per_step")]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id}/{self.step_key}: {self.variant_key}"
+
+
 class Message(models.Model):
     """One campaign's decision about one customer for one dedupe key, and what became of it."""
 
@@ -150,7 +259,13 @@ class Message(models.Model):
     campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="messages", db_index=False)
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="messages")
     channel = models.CharField(max_length=16, choices=Channel.choices)
-    dedupe_key = models.CharField(max_length=DEDUPE_KEY_MAX_LENGTH)
+    dedupe_key = models.CharField(max_length=DEDUPE_KEY_MAX_LENGTH + 41)
+    # The journey entry and step it belongs to (empty only for messages made by hand).
+    entry = models.ForeignKey(
+        Entry, null=True, blank=True, on_delete=models.PROTECT, related_name="messages", db_index=False
+    )
+    step_key = models.CharField(max_length=40, default="message")
+    variant_key = models.CharField(max_length=40, blank=True, default="")
     status = models.CharField(max_length=16, choices=MessageStatus.choices, default=MessageStatus.QUEUED)
     reason = models.CharField(max_length=32, blank=True, default="", help_text="Why it was suppressed or deferred")
     # Carts and purchases are never deleted by the application, so these need no index of their own.
@@ -183,6 +298,7 @@ class Message(models.Model):
         ordering = ["-id"]
         constraints = [
             models.UniqueConstraint(fields=["campaign", "dedupe_key"], name="message_one_per_dedupe_key"),
+            models.UniqueConstraint(fields=["entry", "step_key"], name="message_one_per_entry_step"),
             models.CheckConstraint(condition=Q(status__in=MessageStatus.values), name="message_status_valid"),
             models.CheckConstraint(condition=Q(channel__in=Channel.values), name="message_channel_valid"),
             models.CheckConstraint(

@@ -16,6 +16,13 @@ CAMPAIGN_SCHEDULES = (
         every_minutes=5,
     ),
     Schedule(
+        "campaigns: advance journeys",
+        "campaigns.advance_journeys",
+        "triggers",
+        "Moves every journey entry whose wait is over to its next step (messages, splits, tags).",
+        every_minutes=1,
+    ),
+    Schedule(
         "campaigns: dispatch due messages",
         "campaigns.dispatch_due",
         "sends",

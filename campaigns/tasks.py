@@ -14,6 +14,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from campaigns.models import Campaign, CampaignStatus
 from campaigns.services import (
     campaign_run,
+    journeys_advance_due,
     messages_dispatch_due,
     messages_expire_stale,
     messages_requeue_stale,
@@ -58,6 +59,12 @@ def evaluate(campaign_id: int) -> dict[str, int]:
     except ApplicationError as error:  # paused or archived since it was enqueued, or deleted
         logger.info("campaign.evaluate_skipped", extra={"campaign_id": campaign_id, "reason": error.code})
         return {}
+
+
+@shared_task(name="campaigns.advance_journeys", **TRIGGERS_TASK_KWARGS)
+def advance_journeys() -> dict[str, int]:
+    """Beat, every minute: journey entries whose wait is over move on (waits live in the database)."""
+    return {str(campaign_id): created for campaign_id, created in journeys_advance_due().items()}
 
 
 @shared_task(name="campaigns.send_batch", **SENDS_TASK_KWARGS)

@@ -8,13 +8,7 @@ from campaigns.services.campaigns import (
     campaign_update,
 )
 from campaigns.services.editor import Preview, campaign_preview, campaign_send_test
-from campaigns.services.evaluation import (
-    EvaluationResult,
-    Policy,
-    campaign_evaluate,
-    campaign_run,
-    contact_policy_get,
-)
+from campaigns.services.evaluation import EvaluationResult
 from campaigns.services.events import (
     EventsResult,
     ProviderEvent,
@@ -22,6 +16,13 @@ from campaigns.services.events import (
     provider_events_record,
     unsubscribe_confirm,
     unsubscribe_target,
+)
+from campaigns.services.policy import Policy, contact_policy_get
+from campaigns.services.running import (
+    campaign_advance,
+    campaign_evaluate,
+    campaign_run,
+    journeys_advance_due,
 )
 from campaigns.services.sending import (
     SendResult,
@@ -39,6 +40,7 @@ __all__ = [
     "Preview",
     "ProviderEvent",
     "SendResult",
+    "campaign_advance",
     "campaign_clean",
     "campaign_create",
     "campaign_evaluate",
@@ -49,6 +51,7 @@ __all__ = [
     "campaign_status_set",
     "campaign_update",
     "contact_policy_get",
+    "journeys_advance_due",
     "messages_dispatch_due",
     "messages_expire_stale",
     "messages_requeue_stale",

@@ -18,13 +18,9 @@ from django.utils import timezone
 
 from campaigns.audience import audience_clean
 from campaigns.models import HOLDOUT_PERCENT_MAX
-from campaigns.services.evaluation import (
-    HOLDOUT_BUCKETS,
-    customer_conditions,
-    customer_tz_sql,
-    holdout_bucket,
-    holdout_sql,
-)
+from campaigns.services.evaluation import customer_conditions
+from campaigns.services.policy import customer_tz_sql
+from campaigns.services.steps_sql import HOLDOUT_BUCKETS, holdout_bucket, holdout_sql
 from campaigns.sql import Sql, all_of, value
 from campaigns.triggers import Candidates, EvaluationContext, trigger_get
 from customers.models import Channel

@@ -9,11 +9,19 @@ from django.db import transaction
 from django.utils import timezone
 
 from campaigns.audience import audience_clean
+from campaigns.journey import reentry_clean, steps_clean
 from campaigns.models import (
     ATTRIBUTION_DAYS_MAX,
     HOLDOUT_PERCENT_MAX,
     Campaign,
     CampaignStatus,
+    Entry,
+    EntryState,
+    ExitOn,
+    ExitReason,
+    Message,
+    MessageStatus,
+    SuppressionReason,
 )
 from campaigns.offers import offer_clean
 from campaigns.templating import storable_text, templates_validate
@@ -34,8 +42,12 @@ CAMPAIGN_FIELDS = (
     "offer",
     "holdout_percent",
     "attribution_days",
+    "steps",
+    "exit_on",
 )
-REQUIRED_ON_CREATE = ("name", "trigger", "body")
+# The API's fields: the model's, and ``reentry`` ("never" or {"after_days": N}; stored as a number).
+INPUT_FIELDS = (*CAMPAIGN_FIELDS, "reentry")
+REQUIRED_ON_CREATE = ("name", "trigger")
 NAME_MAX_LENGTH = 200
 # Which status a campaign may move to from each status. Archived is the end.
 STATUS_MOVES = {
@@ -62,7 +74,7 @@ def campaign_clean(*, data: Any, instance: Campaign | None = None) -> CampaignDa
     """
     if not isinstance(data, dict):
         raise ApplicationError("A campaign must be a JSON object.", code="invalid")
-    v.refuse_unknown_fields(data, {*CAMPAIGN_FIELDS, "id"})
+    v.refuse_unknown_fields(data, {*INPUT_FIELDS, "id"})
     if instance is None:
         for name in REQUIRED_ON_CREATE:
             if data.get(name) in (None, ""):
@@ -85,14 +97,20 @@ def campaign_clean(*, data: Any, instance: Campaign | None = None) -> CampaignDa
         values["status"] = v.clean_choice(current("status", CampaignStatus.DRAFT), "status", list(CREATE_STATUSES))
     elif "status" in data:
         values["status"] = v.clean_choice(data["status"], "status", CampaignStatus.values)
+    values["steps"] = steps_clean(current("steps", []), channel=values["channel"])
     subject = current("subject", "") or ""
     body = current("body", "") or ""
     if not isinstance(subject, str):
         raise v.invalid("subject", "must be text")
     if not isinstance(body, str):
         raise v.invalid("body", "must be text")
-    templates_validate(subject=subject, body=body, channel=values["channel"])
+    # With steps, the messages are the steps'; the campaign's own subject and body are optional.
+    if not values["steps"] or subject or body:
+        templates_validate(subject=subject, body=body, channel=values["channel"])
     values["subject"], values["body"] = subject, body
+    values["exit_on"] = v.clean_choice(current("exit_on", ExitOn.PURCHASE), "exit_on", ExitOn.values)
+    if "reentry" in data or instance is None:
+        values["reentry_after_days"] = reentry_clean(data.get("reentry"), has_steps=bool(values["steps"]))
     # Parameters belong to a trigger: changing the trigger without new params starts from its defaults.
     if "params" in data:
         raw_params = data["params"]
@@ -138,10 +156,55 @@ def campaign_update(*, campaign_id: int, data: Any) -> Campaign:
     cleaned = campaign_clean(data=data, instance=campaign)
     if "status" in cleaned.values:
         _check_move(campaign, cleaned.values["status"])
+    removed = _steps_change_check(campaign, cleaned.values["steps"])
     for name, value in cleaned.values.items():
         setattr(campaign, name, value)
     campaign.save()
+    if removed:
+        entries_end_at_steps(campaign=campaign, step_keys=removed, reason=ExitReason.STEP_REMOVED)
+    if campaign.status == CampaignStatus.ARCHIVED:
+        entries_end_all(campaign=campaign, reason=ExitReason.ARCHIVED)
     return campaign
+
+
+def _structure(steps: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    """What may change only while paused: which steps, of which kind, in which order, going where."""
+    return [(step["key"], step["type"], step.get("yes"), step.get("no")) for step in steps]
+
+
+def _step_keys(campaign: Campaign, steps: list[dict[str, Any]]) -> set[str]:
+    return {step["key"] for step in steps} if steps else {"message"}
+
+
+def _steps_change_check(campaign: Campaign, steps: list[dict[str, Any]]) -> set[str]:
+    """Adding, removing or reordering steps needs the campaign paused (SPEC §4.1); texts may change
+    while it is active. Returns the keys of steps removed."""
+    if _structure(campaign.steps or []) == _structure(steps):
+        return set()
+    if campaign.status == CampaignStatus.ACTIVE:
+        raise Conflict(
+            "Adding, removing or reordering steps needs the campaign paused; pause it first.",
+            code="campaign_active",
+            fields={"steps": ["pause the campaign to change its steps"]},
+        )
+    return _step_keys(campaign, campaign.steps or []) - _step_keys(campaign, steps)
+
+
+def entries_end_at_steps(*, campaign: Campaign, step_keys: set[str], reason: str) -> int:
+    """Entries waiting at these steps end; their messages not sent yet are suppressed."""
+    ended = Entry.objects.filter(campaign=campaign, state=EntryState.ACTIVE, step_key__in=step_keys).update(
+        state=EntryState.EXITED, exit_reason=reason, ended_at=timezone.now(), next_at=None
+    )
+    Message.objects.filter(campaign=campaign, status=MessageStatus.QUEUED, step_key__in=step_keys).update(
+        status=MessageStatus.SUPPRESSED, reason=SuppressionReason.EXITED
+    )
+    return ended
+
+
+def entries_end_all(*, campaign: Campaign, reason: str) -> int:
+    return Entry.objects.filter(campaign=campaign, state=EntryState.ACTIVE).update(
+        state=EntryState.EXITED, exit_reason=reason, ended_at=timezone.now(), next_at=None
+    )
 
 
 @transaction.atomic
@@ -153,6 +216,8 @@ def campaign_status_set(*, campaign_id: int, status: str) -> Campaign:
     if campaign.status != status:
         campaign.status = status
         campaign.save(update_fields=["status", "updated_at"])
+        if status == CampaignStatus.ARCHIVED:
+            entries_end_all(campaign=campaign, reason=ExitReason.ARCHIVED)
     return campaign
 
 
@@ -166,7 +231,3 @@ def campaign_get(*, campaign_id: Any) -> Campaign:
 def campaign_get_locked(*, campaign_id: Any) -> Campaign:
     campaign = campaign_get(campaign_id=campaign_id)
     return Campaign.objects.select_for_update().get(pk=campaign.pk)
-
-
-def campaign_touch(*, campaign_id: int) -> None:
-    Campaign.objects.filter(pk=campaign_id).update(last_evaluated_at=timezone.now())

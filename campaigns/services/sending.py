@@ -30,17 +30,20 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from campaigns.channels import Outgoing, PermanentError, TransientError, backend_for
-from campaigns.models import Campaign, CampaignStatus, Message, MessageStatus, SuppressionReason
+from campaigns.journey import Journey, Step, journey_of
+from campaigns.models import Campaign, CampaignStatus, ExitOn, Message, MessageStatus, SuppressionReason
 from campaigns.offers import bonus_key, discount_code, offer_context
-from campaigns.services.evaluation import (
+from campaigns.services.policy import (
     ADVISORY_LOCK_CLASS,
+    LOCK_CUSTOMERS_SQL,
     Policy,
     cap_release_sql,
     contact_policy_get,
     customer_tz_sql,
     recent_sends_sql,
 )
-from campaigns.sql import Sql, quiet_release, value
+from campaigns.services.steps_sql import address_sql
+from campaigns.sql import Sql, value
 from campaigns.templating import (
     BudgetExceeded,
     cart_context,
@@ -125,22 +128,33 @@ _LOCK_DUE = """
     LIMIT %s
     FOR UPDATE SKIP LOCKED
 """
-# Customers in id order: two senders locking overlapping customers queue up, never deadlock.
-_LOCK_CUSTOMERS = """
-    SELECT pg_advisory_xact_lock(%s, mod(customer_id, 2147483647)::int)
-    FROM unnest(%s::bigint[]) AS customer_id
-"""
 
 
-def _verdict_sql(*, ids: list[int], now: dt.datetime, policy: Policy) -> Sql:
+def _goal_reached_sql(campaign: Campaign) -> Sql:
+    """A purchase since the message's entry (campaigns that exit on purchase): it is not sent."""
+    if campaign.exit_on != ExitOn.PURCHASE:
+        return Sql("FALSE")
+    return Sql(
+        "EXISTS (SELECT 1 FROM campaigns_entry e JOIN customers_purchase p ON p.customer_id = e.customer_id"
+        " WHERE e.id = b.entry_id AND p.status = 'completed' AND p.placed_at > e.entered_at)"
+    )
+
+
+def _addressed_sql() -> Sql:
+    channels = [channel for channel in Channel.values if address_sql(channel) != "TRUE"]
+    cases = " ".join(f"WHEN '{channel}' THEN {address_sql(channel)}" for channel in channels)
+    return Sql(f"CASE b.channel {cases} ELSE TRUE END")
+
+
+def _verdict_sql(*, campaign: Campaign, ids: list[int], now: dt.datetime, policy: Policy) -> Sql:
     now_sql = value(now, "timestamptz")
-    quiet_now = quiet_release(now_sql, Sql("f.tz"), policy.quiet_hours_start, policy.quiet_hours_end)
+    quiet_now = policy.outside_quiet_hours(now_sql, Sql("f.tz"))
     return Sql.format(
         # Every CTE is materialised: each is computed once (an inlined one re-evaluates its
         # subqueries at every reference), and the ledger's row estimates, often stale right after an
         # evaluation inserted thousands of rows, cannot talk the planner into re-scanning the queue.
         "WITH batch AS MATERIALIZED ("
-        " SELECT m.id, m.customer_id, m.channel, m.scheduled_at, m.attempts,"
+        " SELECT m.id, m.customer_id, m.channel, m.scheduled_at, m.attempts, m.entry_id,"
         "   row_number() OVER (PARTITION BY m.customer_id ORDER BY m.send_at, m.id) - 1 AS ahead"
         " FROM campaigns_message m WHERE m.id = ANY({ids})"
         "), recent AS MATERIALIZED ({recent}"
@@ -148,19 +162,20 @@ def _verdict_sql(*, ids: list[int], now: dt.datetime, policy: Policy) -> Sql:
         " SELECT b.*, customer_tz.name AS tz, {release} AS release,"
         "   (c.erased_at IS NULL AND EXISTS (SELECT 1 FROM customers_consent k"
         "      WHERE k.customer_id = c.id AND k.channel = b.channel AND k.granted)) AS consented,"
-        "   CASE b.channel WHEN 'email' THEN c.email <> '' WHEN 'sms' THEN c.phone <> '' ELSE TRUE END AS addressed"
+        "   {addressed} AS addressed, {goal} AS goal_reached"
         " FROM batch b JOIN customers_customer c ON c.id = b.customer_id"
         " CROSS JOIN LATERAL (SELECT {tz} AS name) customer_tz"
         " LEFT JOIN recent r ON r.customer_id = b.customer_id"
         "), verdict AS ("
         " SELECT f.id,"
-        "   CASE WHEN NOT f.consented OR NOT f.addressed THEN 'suppressed'"
+        "   CASE WHEN NOT f.consented OR NOT f.addressed OR f.goal_reached THEN 'suppressed'"
         "        WHEN f.attempts >= {max_attempts} THEN 'failed'"
-        "        WHEN f.release > f.scheduled_at + {max_defer} THEN 'suppressed'"
+        "        WHEN {over_limit} THEN 'suppressed'"
         "        WHEN f.release IS NOT NULL OR {quiet_now} > {now} THEN 'queued'"
         "        ELSE 'sending' END AS status,"
         "   CASE WHEN NOT f.consented THEN {no_consent}"
         "        WHEN NOT f.addressed THEN {no_address}"
+        "        WHEN f.goal_reached THEN {goal_reason}"
         "        WHEN f.attempts >= {max_attempts} THEN NULL"
         "        WHEN f.release IS NOT NULL THEN {cap}"
         "        WHEN {quiet_now} > {now} THEN NULL"
@@ -183,28 +198,31 @@ def _verdict_sql(*, ids: list[int], now: dt.datetime, policy: Policy) -> Sql:
         tz=customer_tz_sql(),
         recent=recent_sends_sql(customers="SELECT customer_id FROM batch", now=now, policy=policy),
         release=cap_release_sql(recent="r", now=now, policy=policy, extra="b.ahead"),
+        addressed=_addressed_sql(),
+        goal=_goal_reached_sql(campaign),
         max_attempts=value(MAX_SEND_ATTEMPTS, "integer"),
-        max_defer=value(policy.max_defer, "interval"),
+        over_limit=policy.over_defer_limit(release="f.release", planned="f.scheduled_at"),
         quiet_now=quiet_now,
         now=now_sql,
         no_consent=value(SuppressionReason.NO_CONSENT),
         no_address=value(SuppressionReason.NO_ADDRESS),
+        goal_reason=value(SuppressionReason.GOAL),
         cap=value(SuppressionReason.FREQUENCY_CAP),
-        quiet_release=quiet_release(Sql("f.release"), Sql("f.tz"), policy.quiet_hours_start, policy.quiet_hours_end),
+        quiet_release=policy.deferred_send_at(release="f.release", tz="f.tz"),
     )
 
 
-def _claim(*, campaign_id: int, now: dt.datetime, batch_size: int, result: SendResult) -> list[int]:
+def _claim(*, campaign: Campaign, now: dt.datetime, batch_size: int, result: SendResult) -> list[int]:
     """Check and claim up to ``batch_size`` due messages; returns the ids now in ``sending``."""
     policy = contact_policy_get()
     with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(_LOCK_DUE, [campaign_id, now, batch_size])
+        cursor.execute(_LOCK_DUE, [campaign.pk, now, batch_size])
         rows = cursor.fetchall()
         result.locked = len(rows)
         if not rows:
             return []
-        cursor.execute(_LOCK_CUSTOMERS, [ADVISORY_LOCK_CLASS, sorted({customer_id for _, customer_id in rows})])
-        statement = _verdict_sql(ids=[message_id for message_id, _ in rows], now=now, policy=policy)
+        cursor.execute(LOCK_CUSTOMERS_SQL, [ADVISORY_LOCK_CLASS, sorted({customer_id for _, customer_id in rows})])
+        statement = _verdict_sql(campaign=campaign, ids=[message_id for message_id, _ in rows], now=now, policy=policy)
         cursor.execute(statement.text, statement.params)
         claimed = []
         for message_id, status in cursor.fetchall():
@@ -231,6 +249,8 @@ MESSAGE_FIELDS = (
     "purchase_id",
     "discount_code",
     "attempts",
+    "step_key",
+    "variant_key",
     "customer__external_id",
     "customer__email",
     "customer__phone",
@@ -261,6 +281,7 @@ class Batch:
 
     campaign: Campaign
     rows: list[dict[str, Any]]
+    journey: Journey | None = None
     cart_items: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     expiring: dict[int, tuple[int, dt.datetime | None]] = field(default_factory=dict)
     expiring_days: int = DEFAULT_EXPIRING_DAYS
@@ -277,11 +298,20 @@ def _row_customer(row: dict[str, Any]) -> dict[str, Any]:
     return {name.removeprefix("customer__"): row[name] for name in row if name.startswith("customer__")}
 
 
+def message_step(batch: Batch, row: dict[str, Any]) -> Step:
+    """The journey step a message belongs to (a message whose step was removed: the first message step)."""
+    journey = batch.journey or journey_of(batch.campaign)
+    step_key = row.get("step_key")
+    if step_key and journey.has(step_key) and journey.step(step_key).type == "message":
+        return journey.step(step_key)
+    return journey.message_steps()[0]
+
+
 def message_context(batch: Batch, row: dict[str, Any], url: str) -> dict[str, Any]:
     customer = _row_customer(row)
     context: dict[str, Any] = {
         "customer": customer_context(customer),
-        "offer": offer_context(batch.campaign.offer, row["discount_code"]),
+        "offer": offer_context(message_step(batch, row).offer, row["discount_code"]),
         "campaign": {"name": batch.campaign.name},
         "unsubscribe_url": url,
         "cart": None,
@@ -312,10 +342,12 @@ def address_for(channel: str, customer: dict[str, Any]) -> str:
 
 def _load_batch(campaign: Campaign, ids: list[int], now: dt.datetime) -> Batch:
     rows = list(Message.objects.filter(pk__in=ids, status=MessageStatus.SENDING).order_by("pk").values(*MESSAGE_FIELDS))
-    batch = Batch(campaign=campaign, rows=rows, expiring_days=expiring_days_for(campaign))
-    sources = campaign.subject + campaign.body
-    if "discount_percent" in campaign.offer:
-        _assign_discount_codes(campaign, rows)
+    batch = Batch(campaign=campaign, rows=rows, journey=journey_of(campaign), expiring_days=expiring_days_for(campaign))
+    steps = {row["id"]: message_step(batch, row) for row in rows}
+    sources = "".join("".join(steps[row["id"]].content(row["variant_key"])) for row in rows)
+    _assign_discount_codes(
+        [(row, steps[row["id"]].offer) for row in rows if "discount_percent" in steps[row["id"]].offer]
+    )
     cart_ids = {row["cart_id"] for row in rows if row["cart_id"] is not None}
     if cart_ids and uses(sources, "cart"):
         for item in (
@@ -340,13 +372,15 @@ _SET_CODES = """
 """
 
 
-def _assign_discount_codes(campaign: Campaign, rows: list[dict[str, Any]]) -> None:
-    """Give each message its code before it can go out; a re-send computes and finds the same code."""
-    missing = [row for row in rows if row["discount_code"] is None]
-    for row in missing:
-        row["discount_code"] = discount_code(
-            prefix=campaign.offer["code_prefix"], message_id=row["id"], message_uuid=row["uuid"]
-        )
+def _assign_discount_codes(rows: list[tuple[dict[str, Any], dict[str, Any]]]) -> None:
+    """Give each message its code (its step's offer) before it can go out; a re-send computes and
+    finds the same code."""
+    missing = [row for row, _ in rows if row["discount_code"] is None]
+    for row, offer in rows:
+        if row["discount_code"] is None:
+            row["discount_code"] = discount_code(
+                prefix=offer["code_prefix"], message_id=row["id"], message_uuid=row["uuid"]
+            )
     if missing:
         with connection.cursor() as cursor:
             cursor.execute(_SET_CODES, [[row["id"] for row in missing], [row["discount_code"] for row in missing]])
@@ -365,6 +399,7 @@ class Outcome:
     provider_id: str = ""
     error: str = ""
     retry_at: dt.datetime | None = None
+    bonus_points: int = 0  # the step's offer, credited once the send is recorded
 
 
 _RECORD = """
@@ -412,20 +447,18 @@ def _record(campaign: Campaign, outcomes: list[Outcome], result: SendResult) -> 
             ],
         )
         recorded = {message_id for (message_id,) in cursor.fetchall()}
-        points = campaign.offer.get("bonus_points")
-        if points:
-            points_bonus_grant(
-                grants=[
-                    BonusGrant(
-                        customer_id=o.customer_id,
-                        points=points,
-                        key=bonus_key(o.uuid),
-                        reason=f"Campaign offer: {campaign.name}",
-                    )
-                    for o in outcomes
-                    if o.status == MessageStatus.SENT and o.message_id in recorded
-                ]
+        grants = [
+            BonusGrant(
+                customer_id=o.customer_id,
+                points=o.bonus_points,
+                key=bonus_key(o.uuid),
+                reason=f"Campaign offer: {campaign.name}",
             )
+            for o in outcomes
+            if o.bonus_points and o.status == MessageStatus.SENT and o.message_id in recorded
+        ]
+        if grants:
+            points_bonus_grant(grants=grants)
     for o in outcomes:
         if o.message_id not in recorded:
             continue
@@ -472,18 +505,16 @@ def messages_send_batch(
     campaign = Campaign.objects.filter(pk=campaign_id).first()
     if campaign is None or campaign.status != CampaignStatus.ACTIVE:
         return result  # paused or archived: its queued messages wait
-    ids = _claim(campaign_id=campaign.pk, now=now or timezone.now(), batch_size=batch_size, result=result)
+    ids = _claim(campaign=campaign, now=now or timezone.now(), batch_size=batch_size, result=result)
     if not ids:
         return result
     batch = _load_batch(campaign, ids, now or timezone.now())
-    try:
-        subject = template_compile(campaign.subject, "subject")
-        body = template_compile(campaign.body, "body")
-    except ApplicationError as error:  # saved templates are checked; this guards rows edited by hand
+    templates = _compile_contents(batch)
+    broken = [row for row in batch.rows if isinstance(templates[_content_key(row)], ApplicationError)]
+    if broken:  # saved templates are checked; this guards rows edited by hand
         at = now or timezone.now()
-        _record(campaign, [_failed(row, at, error.message) for row in batch.rows], result)
-        return result
-    footer = campaign.channel == Channel.EMAIL and not uses(campaign.body, "unsubscribe_url")
+        _record(campaign, [_failed(row, at, templates[_content_key(row)].message) for row in broken], result)
+        batch.rows = [row for row in batch.rows if row not in broken]
 
     by_channel: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in batch.rows:
@@ -500,6 +531,7 @@ def messages_send_batch(
         attempted = 0
         try:
             for row in rows:
+                subject, body, footer = templates[_content_key(row)]
                 outcome = _send_one(batch, backend, row, subject, body, footer, now)
                 attempted += 1
                 pending.append(outcome)
@@ -520,6 +552,30 @@ def messages_send_batch(
         extra={"campaign_id": campaign.pk, "sent": result.sent, "failed": result.failed, "retried": result.retried},
     )
     return result
+
+
+def _content_key(row: dict[str, Any]) -> tuple[str, str]:
+    return row["step_key"], row["variant_key"]
+
+
+def _compile_contents(batch: Batch) -> dict[tuple[str, str], Any]:
+    """Each (step, variant) of the batch compiled once: (subject, body, add a text footer), or the error."""
+    compiled: dict[tuple[str, str], Any] = {}
+    for row in batch.rows:
+        key = _content_key(row)
+        if key in compiled:
+            continue
+        step = message_step(batch, row)
+        subject_source, body_source = step.content(row["variant_key"])
+        try:
+            compiled[key] = (
+                template_compile(subject_source, "subject"),
+                template_compile(body_source, "body"),
+                row["channel"] == Channel.EMAIL and not uses(body_source, "unsubscribe_url"),
+            )
+        except ApplicationError as error:
+            compiled[key] = error
+    return compiled
 
 
 def _send_one(
@@ -567,6 +623,7 @@ def _send_one(
         MessageStatus.SENT,
         now or timezone.now(),
         provider_id=provider_id or "",
+        bonus_points=int(message_step(batch, row).offer.get("bonus_points") or 0),
     )
 
 

@@ -13,7 +13,8 @@ from django.db.models import Count, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from campaigns.models import Message  # campaigns: erasure reaches the customer's messages
+from campaigns.exits import entries_exit_for_customers  # campaigns: journeys end on revoke and erase
+from campaigns.models import Entry, Message  # campaigns: erasure reaches the customer's messages
 from customers.models import (
     AuditLog,
     Channel,
@@ -178,6 +179,9 @@ def consent_set(
             consent.granted, consent.source, consent.updated_at = granted, source, at
             consent.save(update_fields=["granted", "source", "updated_at"])
         ConsentEvent.objects.create(customer=customer, channel=channel, granted=granted, source=source, recorded_at=at)
+        if not granted:
+            # Journeys on this channel end now (SPEC §4.1), not when their next step comes due.
+            entries_exit_for_customers(customer_ids=[customer.pk], reason="no_consent", channel=channel)
     return consent
 
 
@@ -221,6 +225,7 @@ def customer_erase(*, external_id: str, actor: str) -> tuple[Customer, bool]:
         return customer, False
     at = timezone.now()
     personal = _personal_texts(customer)
+    entries_exit_for_customers(customer_ids=[customer.pk], reason="erased")
     for channel in ERASURE_CHANNELS:
         consent_set(customer=customer, channel=channel, granted=False, source=ConsentSource.ERASURE, at=at)
     Customer.objects.filter(pk=customer.pk).update(
@@ -237,6 +242,7 @@ def customer_erase(*, external_id: str, actor: str) -> tuple[Customer, bool]:
     customer.nps_responses.exclude(comment="").update(comment="")
     # Statuses, times and campaigns stay for the reports.
     Message.objects.filter(customer=customer).exclude(data={}).update(data={})
+    Entry.objects.filter(customer=customer).exclude(data={}).update(data={})
     Message.objects.filter(customer=customer).exclude(error="").update(error=ERASED_REASON)
     points_reasons_erase(customer_id=customer.pk, personal=personal)
     _audit_details_erase(target=f"customer:{external_id}")

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from django.db import connection
 
 from campaigns.attribution import purchases_attribute  # campaigns: attribution hook
+from campaigns.exits import entries_exit_on_purchase  # campaigns: journeys end on a purchase
 from customers.models import CartStatus, PurchaseStatus
 from customers.services.customers import customer_stats_add_purchases
 from customers.services.loyalty import customers_lock, loyalty_after_purchases
@@ -139,6 +140,8 @@ def purchases_apply(
     # Campaigns (SPEC §4 attribution): the completed purchases, in one statement. It writes no
     # customer row, so it runs before the locks, keeping the part that queues up short.
     purchases_attribute(purchase_ids=[inserted[item.external_id].id for item in completed])
+    # Journeys (SPEC §4.1 goal exit): entries of these buyers end in the same transaction.
+    entries_exit_on_purchase(purchase_ids=[inserted[item.external_id].id for item in completed])
     if not buyers_locked:
         # One lock pass in a fixed order: concurrent batches touching the same customers queue up here.
         customers_lock(buyers)

@@ -9,7 +9,7 @@ from django.db import connection
 
 from campaigns.models import Message, MessageStatus
 from campaigns.services import campaign_evaluate
-from campaigns.services.evaluation import HOLDOUT_BUCKETS, holdout_bucket
+from campaigns.services.steps_sql import HOLDOUT_BUCKETS, holdout_bucket
 from customers.models import Consent, Customer
 from tests.campaigns.conftest import tz
 
