@@ -12,10 +12,12 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from campaigns import selectors
-from campaigns.models import CampaignStatus, Trigger
+from campaigns.models import CampaignStatus, Entry, EntryState, Message, Trigger
 from campaigns.serializers import (
     CampaignSerializer,
     CampaignWriteSerializer,
+    CustomerMessageSerializer,
+    EntrySerializer,
     EventsResultSerializer,
     ProviderEventsSerializer,
     ReportSerializer,
@@ -29,6 +31,7 @@ from campaigns.services import (
     provider_events_clean,
     provider_events_record,
 )
+from customers.services import customer_get
 from customers.services import validation as v
 from retention_crm.api.shapes import ERRORS, ErrorSerializer, body_object
 from retention_crm.api.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, signature_verify
@@ -48,12 +51,41 @@ CAMPAIGN_EXAMPLE = {
     "attribution_days": 7,
 }
 
+JOURNEY_EXAMPLE = {
+    "name": "Abandoned cart series",
+    "trigger": "abandoned_cart",
+    "channel": "email",
+    "status": "active",
+    "params": {"delay_hours": 1},
+    "steps": [
+        {
+            "key": "reminder",
+            "type": "message",
+            "subject": "You left something",
+            "body": "{{ cart.items|length }} items",
+        },
+        {"key": "a-day", "type": "wait", "minutes": 1440},
+        {
+            "key": "code",
+            "type": "message",
+            "subject": "10 % off your cart",
+            "body": "Your code: {{ offer.code }}",
+            "offer": {"discount_percent": 10, "code_prefix": "CART"},
+        },
+    ],
+    "exit_on": "purchase",
+    "reentry": {"after_days": 30},
+}
+
 CAMPAIGN_RESPONSE = {
     "id": 1,
     **CAMPAIGN_EXAMPLE,
     "created_at": "2026-11-20T09:00:00Z",
     "updated_at": "2026-11-20T09:00:00Z",
     "last_evaluated_at": "2026-11-24T09:05:00Z",
+    "steps": [],
+    "exit_on": "purchase",
+    "reentry": {"after_days": 0},
 }
 REPORT_EXAMPLE = {
     "counts": {
@@ -131,6 +163,7 @@ class CampaignListApi(generics.ListAPIView):
         summary="Create a campaign",
         examples=[
             OpenApiExample("Reactivation", value=CAMPAIGN_EXAMPLE, request_only=True),
+            OpenApiExample("A journey", value=JOURNEY_EXAMPLE, request_only=True),
             OpenApiExample("Created", value=CAMPAIGN_RESPONSE, response_only=True, status_codes=["201"]),
         ],
     )
@@ -196,6 +229,111 @@ class CampaignReportApi(APIView):
     )
     def get(self, request: Request, campaign_id: str) -> Response:
         return Response(selectors.campaign_report(campaign=campaign_get(campaign_id=campaign_id)))
+
+
+class CampaignEntriesApi(generics.ListAPIView):
+    """A journey's entries (SPEC §4.1): who is where, waiting until when, and why those who left left."""
+
+    required_scopes = {"GET": "campaigns"}
+    required_permissions = {"GET": "campaigns.view_campaign"}
+    serializer_class = EntrySerializer
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):  # the schema generator has no path
+            return Entry.objects.none()
+        campaign = campaign_get(campaign_id=self.kwargs["campaign_id"])
+        state = self.request.query_params.get("state") or None
+        if state is not None:
+            v.clean_choice(state, "state", EntryState.values)
+        customer = self.request.query_params.get("customer") or None
+        if customer is not None:
+            customer = v.clean_external_id(customer, "customer")
+        return selectors.campaign_entries(campaign=campaign, customer=customer, state=state)
+
+    @extend_schema(
+        summary="A journey's entries: customer, state, step, next_at, exit reason",
+        parameters=[
+            OpenApiParameter("customer", str, description="A customer's external_id"),
+            OpenApiParameter("state", str, enum=EntryState.values),
+        ],
+        responses={200: EntrySerializer(many=True), **ERRORS},
+        examples=[
+            OpenApiExample(
+                "Waiting for the second reminder",
+                value={
+                    "count": 1,
+                    "next": None,
+                    "previous": None,
+                    "results": [
+                        {
+                            "id": 812,
+                            "customer": "cust-1001",
+                            "state": "active",
+                            "step": "wait-a-day",
+                            "next_at": "2026-11-25T10:00:00Z",
+                            "exit_reason": "",
+                            "held_out": False,
+                            "entered_at": "2026-11-24T09:05:00Z",
+                            "ended_at": None,
+                        }
+                    ],
+                },
+                response_only=True,
+            )
+        ],
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+
+class CustomerMessagesApi(generics.ListAPIView):
+    """Every message campaigns decided for one customer, newest first."""
+
+    required_scopes = {"GET": "read"}
+    required_permissions = {"GET": "campaigns.view_message"}
+    serializer_class = CustomerMessageSerializer
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Message.objects.none()
+        customer = customer_get(external_id=self.kwargs["external_id"])
+        return selectors.customer_messages(customer_id=customer.pk)
+
+    @extend_schema(
+        summary="A customer's messages: campaign, step, variant, channel, status, times",
+        responses={200: CustomerMessageSerializer(many=True), **ERRORS},
+        examples=[
+            OpenApiExample(
+                "The first reminder, clicked",
+                value={
+                    "count": 1,
+                    "next": None,
+                    "previous": None,
+                    "results": [
+                        {
+                            "message_id": "0b7e7dd2-5f1b-4bfb-9d65-0d0b3f1f2a51",
+                            "campaign": 3,
+                            "campaign_name": "Abandoned cart series",
+                            "step": "reminder",
+                            "variant": "",
+                            "channel": "email",
+                            "status": "clicked",
+                            "reason": "",
+                            "created_at": "2026-11-24T09:05:00Z",
+                            "scheduled_at": "2026-11-24T09:05:00Z",
+                            "sent_at": "2026-11-24T09:05:02Z",
+                            "delivered_at": "2026-11-24T09:05:04Z",
+                            "opened_at": "2026-11-24T09:40:00Z",
+                            "clicked_at": "2026-11-24T09:41:10Z",
+                        }
+                    ],
+                },
+                response_only=True,
+            )
+        ],
+    )
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
 
 
 class SignedCallbackPermission(BasePermission):

@@ -18,7 +18,18 @@ from django.db import connection
 from django.db.models import Count, QuerySet
 from django.utils import timezone
 
-from campaigns.models import SENT_STATUSES, Attribution, Campaign, Message, MessageStatus
+from campaigns.journey import journey_of
+from campaigns.models import (
+    SENT_STATUSES,
+    Attribution,
+    Campaign,
+    Entry,
+    Message,
+    MessageStatus,
+    StepCount,
+    VariantWinner,
+)
+from campaigns.services.winners import variant_counts, variant_figures
 from metrics.impact import two_proportion_z_test
 from retention_crm.errors import ApplicationError
 
@@ -311,12 +322,104 @@ def campaign_list_figures(*, campaign_ids: list[int]) -> dict[int, ListFigures]:
         return {row[0]: ListFigures(*row[1:]) for row in cursor.fetchall()}
 
 
+# Per step: messages sent / suppressed and sent ones followed by a purchase within the window; entries
+# waiting at the step now and those that left it by the goal. Two scans, of the campaign's messages
+# and of its entries (both through indexes led by campaign_id).
+_STEP_MESSAGES = """
+    SELECT m.step_key,
+           count(*) FILTER (WHERE m.status = ANY(%(sent)s)) AS sent,
+           count(*) FILTER (WHERE m.status = 'suppressed') AS suppressed,
+           count(*) FILTER (WHERE m.status = ANY(%(sent)s) AND m.touched_at IS NOT NULL AND EXISTS (
+               SELECT 1 FROM customers_purchase p
+               WHERE p.customer_id = m.customer_id AND p.status = 'completed'
+                 AND p.placed_at >= m.touched_at AND p.placed_at < m.touched_at + %(window)s)) AS converted
+    FROM campaigns_message m WHERE m.campaign_id = %(campaign)s
+    GROUP BY m.step_key
+"""
+_STEP_ENTRIES = """
+    SELECT e.step_key,
+           count(*) FILTER (WHERE e.state = 'active') AS waiting,
+           count(*) FILTER (WHERE e.state = 'exited' AND e.exit_reason = 'goal') AS exited
+    FROM campaigns_entry e WHERE e.campaign_id = %(campaign)s AND (e.state = 'active' OR e.exit_reason = 'goal')
+    GROUP BY e.step_key
+"""
+
+
+def campaign_steps_report(*, campaign: Campaign) -> list[dict[str, Any]]:
+    """SPEC §4.1 report per step: entered, waiting, sent, suppressed, exited (by the goal),
+    converted; per variant: sent, converted, conversion rate, uplift against the first variant."""
+
+    journey = journey_of(campaign)
+    params = {
+        "campaign": campaign.pk,
+        "sent": [str(status) for status in SENT_STATUSES],
+        "window": dt.timedelta(days=campaign.attribution_days),
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(_STEP_MESSAGES, params)
+        messages = {row[0]: row[1:] for row in cursor.fetchall()}
+        cursor.execute(_STEP_ENTRIES, params)
+        entries = {row[0]: row[1:] for row in cursor.fetchall()}
+    entered = dict(StepCount.objects.filter(campaign=campaign).values_list("step_key", "entered"))
+    with_variants = [step.key for step in journey.steps if step.variants]
+    counts = variant_counts(campaign=campaign, step_keys=with_variants)
+    report = []
+    for step in journey.steps:
+        sent, suppressed, converted = messages.get(step.key, (0, 0, 0))
+        waiting, exited = entries.get(step.key, (0, 0))
+        report.append(
+            {
+                "key": step.key,
+                "type": step.type,
+                "entered": entered.get(step.key, 0),
+                "waiting": waiting,
+                "sent": sent,
+                "suppressed": suppressed,
+                "exited": exited,
+                "converted": converted,
+                "variants": variant_figures(step, counts) if step.variants else [],
+            }
+        )
+    return report
+
+
+def campaign_winners(*, campaign: Campaign) -> dict[str, Any] | None:
+    """The winners ``auto_winner`` steps picked: step key -> variant, when, and the figures."""
+
+    winners = {
+        w.step_key: {"variant": w.variant_key, "decided_at": w.decided_at.isoformat(), "figures": w.figures}
+        for w in VariantWinner.objects.filter(campaign=campaign).order_by("step_key")
+    }
+    return winners or None
+
+
 def campaign_report(*, campaign: Campaign) -> dict[str, Any]:
-    return {
+    report = {
         "counts": campaign_status_counts(campaign_id=campaign.pk),
         "reasons": campaign_reason_counts(campaign_id=campaign.pk),
         "impact": campaign_impact(campaign=campaign),
+        "steps": campaign_steps_report(campaign=campaign),
     }
+    winners = campaign_winners(campaign=campaign)
+    if winners:
+        report["winner"] = winners
+    return report
+
+
+def campaign_entries(*, campaign: Campaign, customer: str | None = None, state: str | None = None) -> QuerySet:
+    """A journey's entries, newest first, optionally of one customer (external id) or state."""
+
+    entries = Entry.objects.filter(campaign=campaign).select_related("customer").order_by("-id")
+    if customer:
+        entries = entries.filter(customer__external_id=customer)
+    if state:
+        entries = entries.filter(state=state)
+    return entries
+
+
+def customer_messages(*, customer_id: int) -> QuerySet[Message]:
+    """A customer's messages, newest first, with their campaigns."""
+    return Message.objects.filter(customer_id=customer_id).select_related("campaign").order_by("-created_at", "-id")
 
 
 def message_attributions(*, message: Message) -> QuerySet[Attribution]:

@@ -166,6 +166,8 @@ COVERED = [
     ("PATCH", r"/api/v1/campaigns/\$CAMPAIGN", False),
     ("POST", r"/api/v1/campaigns/\$CAMPAIGN/run", True),
     ("GET", r"/api/v1/campaigns/\$CAMPAIGN/report", True),
+    ("GET", r"/api/v1/campaigns/\$CAMPAIGN/entries", True),
+    ("GET", r"/api/v1/customers/[^/]+/messages", True),
     ("GET", r"/api/v1/metrics/retention", True),
     ("GET", r"/api/v1/metrics/summary", True),
     ("GET", r"/api/v1/metrics/cohorts", True),
