@@ -69,7 +69,7 @@ JOURNEY_EXAMPLE = {
             "key": "code",
             "type": "message",
             "subject": "10 % off your cart",
-            "body": "Your code: {{ offer.code }}",
+            "body": "Your code: {{ offer.discount_code }}",
             "offer": {"discount_percent": 10, "code_prefix": "CART"},
         },
     ],

@@ -13,7 +13,8 @@ from django.db import connection
 from django.utils import timezone
 
 # Open entries of campaigns that exit on purchase, entered before a completed purchase of theirs,
-# end with reason "goal"; their messages not yet sent are suppressed (reason "goal").
+# end with reason "goal"; a journey's messages not yet sent are suppressed (reason "goal"). A
+# campaign without steps keeps SPEC §4's single-message rules: its queued message still goes out.
 _EXIT_ON_PURCHASE = """
     WITH bought AS (
         SELECT p.customer_id, max(p.placed_at) AS placed_at
@@ -32,6 +33,7 @@ _EXIT_ON_PURCHASE = """
     FROM bought b, campaigns_entry e, campaigns_campaign k
     WHERE m.customer_id = b.customer_id AND m.status = 'queued' AND m.entry_id = e.id
       AND e.entered_at < b.placed_at AND k.id = m.campaign_id AND k.exit_on = 'purchase'
+      AND k.steps <> '[]'::jsonb
 """
 
 _EXIT_CUSTOMER = """

@@ -12,8 +12,9 @@ from typing import Any
 
 from django.db.models import QuerySet
 
+from campaigns.journey import journey_of
 from campaigns.models import Campaign, Message, MessageStatus, SuppressionReason
-from campaigns.services.sending import MESSAGE_FIELDS, Batch, expiring_days_for, message_context
+from campaigns.services.sending import MESSAGE_FIELDS, Batch, expiring_days_for, message_context, message_step
 from campaigns.templating import render, template_compile, uses
 from campaigns.tokens import unsubscribe_url, unsubscribe_url_prefix
 from customers.models import CartItem, Channel, Customer, NpsResponse
@@ -84,49 +85,50 @@ def _render_rows(rows: list[dict[str, Any]], campaigns: dict[int, Campaign], *, 
     """Each row's subject (and body, if asked) rendered as the sender renders it.
 
     Queries: at most one for cart items and one per distinct "points expiring" window, only when
-    a template reads them; templates are compiled once per campaign.
+    a template reads them; templates are compiled once per campaign, step and variant.
     """
+    sources = {pk: _sources(campaign) for pk, campaign in campaigns.items()}
     cart_ids = {row["cart_id"] for row in rows if row["cart_id"] is not None}
     cart_items: dict[int, list[dict[str, Any]]] = {}
-    if cart_ids and any(uses(c.subject + c.body, "cart") for c in campaigns.values()):
+    if cart_ids and any(uses(text, "cart") for text in sources.values()):
         items = CartItem.objects.filter(cart_id__in=cart_ids).order_by("pk")
         for item in items.values("cart_id", "sku", "name", "category", "quantity", "unit_price"):
             cart_items.setdefault(item["cart_id"], []).append(item)
 
     expiring: dict[int, dict[int, tuple[int, Any]]] = {}
     customer_ids = {row["customer_id"] for row in rows}
-    for days in {expiring_days_for(c) for c in campaigns.values() if uses(c.subject + c.body, "points")}:
+    for days in {expiring_days_for(c) for c in campaigns.values() if uses(sources[c.pk], "points")}:
         found = points_expiring_within(days=days).filter(customer_id__in=customer_ids)
         expiring[days] = {entry["customer_id"]: (entry["points"], entry["earliest_expiry"]) for entry in found}
 
     prefix = unsubscribe_url_prefix()
-    batches: dict[int, tuple[Batch, Any, Any]] = {}
-    compile_errors: dict[int, str] = {}
-    for campaign in campaigns.values():
-        days = expiring_days_for(campaign)
-        batch = Batch(
+    batches = {
+        campaign.pk: Batch(
             campaign=campaign,
             rows=[],
+            journey=journey_of(campaign),
             cart_items=cart_items,
-            expiring=expiring.get(days, {}),
-            expiring_days=days,
+            expiring=expiring.get(expiring_days_for(campaign), {}),
+            expiring_days=expiring_days_for(campaign),
             url_prefix=prefix,
         )
-        try:
-            subject = template_compile(campaign.subject, "subject")
-            body_template = template_compile(campaign.body, "body")
-        except Exception as error:  # a template edited by hand outside the editor's checks
-            compile_errors[campaign.pk] = str(error)
-            continue
-        batches[campaign.pk] = (batch, subject, body_template)
-
+        for campaign in campaigns.values()
+    }
+    templates: dict[tuple[int, str, str], Any] = {}
     rendered: dict[int, Rendered] = {}
     for row in rows:
-        campaign_id = row["campaign_id"]
-        if campaign_id in compile_errors:
-            rendered[row["id"]] = Rendered("", "", compile_errors[campaign_id])
+        batch = batches[row["campaign_id"]]
+        key = (row["campaign_id"], row["step_key"], row["variant_key"])
+        if key not in templates:
+            subject_source, body_source = message_step(batch, row).content(row["variant_key"])
+            try:
+                templates[key] = (template_compile(subject_source, "subject"), template_compile(body_source, "body"))
+            except Exception as error:  # a template edited by hand outside the editor's checks
+                templates[key] = str(error)
+        if isinstance(templates[key], str):
+            rendered[row["id"]] = Rendered("", "", templates[key])
             continue
-        batch, subject_template, body_template = batches[campaign_id]
+        subject_template, body_template = templates[key]
         try:
             context = message_context(batch, row, unsubscribe_url(str(row["uuid"]), prefix))
             tz = row["customer__timezone"]
@@ -139,9 +141,17 @@ def _render_rows(rows: list[dict[str, Any]], campaigns: dict[int, Campaign], *, 
     return rendered
 
 
+def _sources(campaign: Campaign) -> str:
+    """Every template text of the campaign (its steps' and variants'), to see what they read."""
+    texts = []
+    for step in journey_of(campaign).message_steps():
+        texts += [step.subject, step.body, *(v.subject + v.body for v in step.variants)]
+    return "".join(texts)
+
+
 def _campaigns(rows: list[dict[str, Any]]) -> dict[int, Campaign]:
     ids = {row["campaign_id"] for row in rows}
-    fields = ("name", "trigger", "channel", "subject", "body", "offer", "params")
+    fields = ("name", "trigger", "channel", "subject", "body", "offer", "params", "steps")
     return {campaign.pk: campaign for campaign in Campaign.objects.filter(pk__in=ids).only(*fields)}
 
 

@@ -131,8 +131,8 @@ _LOCK_DUE = """
 
 
 def _goal_reached_sql(campaign: Campaign) -> Sql:
-    """A purchase since the message's entry (campaigns that exit on purchase): it is not sent."""
-    if campaign.exit_on != ExitOn.PURCHASE:
+    """A purchase since the message's entry (journeys that exit on purchase): it is not sent."""
+    if campaign.exit_on != ExitOn.PURCHASE or not campaign.steps:  # a single message: SPEC §4's rules
         return Sql("FALSE")
     return Sql(
         "EXISTS (SELECT 1 FROM campaigns_entry e JOIN customers_purchase p ON p.customer_id = e.customer_id"

@@ -22,7 +22,7 @@ SERIES = [
         "key": "nudge",
         "type": "message",
         "subject": "Still thinking?",
-        "body": "Here is a code: {{ offer.code }}",
+        "body": "Here is a code: {{ offer.discount_code }}",
         "offer": {"discount_percent": 10, "code_prefix": "CART"},
     },
 ]
@@ -153,3 +153,20 @@ def test_removing_a_step_needs_a_pause_and_ends_entries_waiting_there(make_campa
     campaign_status_set(campaign_id=campaign.pk, status="paused")
     campaign_update(campaign_id=campaign.pk, data={"steps": [SERIES[0], SERIES[2]]})
     assert {(e.state, e.exit_reason) for e in entries(campaign)} == {("exited", "step_removed")}
+
+
+def test_a_purchase_before_a_deferred_message_goes_out_suppresses_it(make_campaign, lapsed, policy):
+    (customer,) = lapsed(1)
+    campaign = make_campaign("reactivation", steps=SERIES)
+    late = NOON.replace(hour=22)  # quiet hours: the reminder waits for 09:00
+    campaign_evaluate(campaign_id=campaign.pk, now=late)
+    (message,) = messages_of(campaign)
+    assert message.status == MessageStatus.QUEUED and message.send_at > late
+    purchase_record(
+        data=PurchaseInput.clean(
+            {"external_id": "o-2", "customer": customer.external_id, "placed_at": late + HOUR, "total": "5.00"}
+        )
+    )
+    message.refresh_from_db()
+    assert (message.status, message.reason) == ("suppressed", "goal")
+    assert messages_send_batch(campaign_id=campaign.pk, now=late + 12 * HOUR).sent == 0
