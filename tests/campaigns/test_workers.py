@@ -195,6 +195,14 @@ def test_two_workers_evaluating_and_sending_at_once_create_and_send_each_key_onc
         assert "campaigns.send_batch" in processes.log(worker)  # both took part in the sending
 
 
+def no_other_sessions() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return cursor.fetchone()[0] == 0
+
+
 def test_a_worker_killed_mid_batch_then_restarted_delivers_every_message_once(
     processes, sink, make_campaign, celery_broker_url
 ):
@@ -207,6 +215,8 @@ def test_a_worker_killed_mid_batch_then_restarted_delivers_every_message_once(
     campaign_run(campaign_id=campaign.pk)  # evaluates here; the send task goes to the worker
     wait_until(lambda: sink.count() >= 50, RUN_TIMEOUT, "the worker to be mid-batch")
     processes.kill(worker)
+    # A commit the worker sent just before it died may still be finishing on the server.
+    wait_until(no_other_sessions, 30, "the dead worker's database sessions to end")
 
     in_flight = Message.objects.filter(campaign=campaign, status="sending").count()
     assert in_flight > 0  # claimed by the dead worker and never recorded
