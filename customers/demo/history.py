@@ -176,6 +176,52 @@ DEMO_CAMPAIGNS = (
         lift=0.25,
         answers=0.25,
     ),
+    # A journey (SPEC §4.1): a welcome, three days, then an A/B-tested nudge towards the first
+    # order; a purchase on the way ends it.
+    DemoCampaign(
+        data={
+            "name": "Welcome series",
+            "trigger": "welcome",
+            "status": "active",
+            "channel": Channel.EMAIL,
+            "params": {"delay_hours": 0, "max_age_days": 7},
+            "holdout_percent": 20,
+            "attribution_days": 7,
+            "exit_on": "purchase",
+            "reentry": "never",
+            "steps": [
+                {
+                    "key": "welcome",
+                    "type": "message",
+                    "subject": "Welcome, {{ customer.first_name }}",
+                    "body": "Hi {{ customer.first_name }},\n\nthank you for joining us. Here is what is new this week.\n",
+                },
+                {"key": "three-days", "type": "wait", "minutes": 4320},
+                {
+                    "key": "first-order",
+                    "type": "message",
+                    "offer": {"bonus_points": 100},
+                    "variants": [
+                        {
+                            "key": "points",
+                            "weight": 1,
+                            "subject": "{{ offer.bonus_points }} points for your first order",
+                            "body": "Hi {{ customer.first_name }},\n\n{{ offer.bonus_points }} points are waiting.\n",
+                        },
+                        {
+                            "key": "named",
+                            "weight": 1,
+                            "subject": "{{ customer.first_name }}, your first order is on us (almost)",
+                            "body": "Hi {{ customer.first_name }},\n\n{{ offer.bonus_points }} points are waiting.\n",
+                        },
+                    ],
+                },
+            ],
+        },
+        every_days=1,  # new sign-ups every day, and the three-day wait ends on any day
+        organic=0.08,
+        lift=0.15,
+    ),
 )
 # Ready to start, not running: shows a draft and the points-expiring trigger.
 DRAFT_CAMPAIGN = {

@@ -17,7 +17,8 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from bench.generate import LOADED_TABLES, LoadRefused, bench_load
-from campaigns.models import SENT_STATUSES, Attribution, Campaign, CampaignStatus, Message, MessageStatus
+from campaigns.models import SENT_STATUSES, Attribution, Campaign, CampaignStatus, Entry, Message, MessageStatus
+from campaigns.selectors import campaign_steps_report
 from customers.demo import DemoOptions, demo_seed
 from customers.models import (
     Cart,
@@ -335,6 +336,15 @@ class TestTheDemoShowsTheWholeProduct:
             assert converted.filter(message__status__in=SENT_STATUSES).exists(), trigger
             assert converted.filter(message__status=MessageStatus.HELD_OUT).exists(), trigger
 
+    def test_the_welcome_journey_walks_its_steps(self):
+        journey = demo_campaigns()["welcome"]
+        steps = {step["key"]: step for step in campaign_steps_report(campaign=journey)}
+        assert steps["welcome"]["entered"] > 20
+        assert 0 < steps["first-order"]["sent"] < steps["welcome"]["sent"]  # some bought, some still wait
+        assert [v["key"] for v in steps["first-order"]["variants"]] == ["points", "named"]
+        assert all(v["sent"] > 0 for v in steps["first-order"]["variants"])
+        assert Entry.objects.filter(campaign=journey, state="active", step_key="three-days").exists()
+
     def test_the_history_spans_months_and_ends_now(self):
         now = timezone.now()
         span = Message.objects.aggregate(first=Min("created_at"), last=Max("created_at"))
@@ -375,8 +385,9 @@ class TestTheDemoShowsTheWholeProduct:
         suppressed = Message.objects.filter(status=MessageStatus.SUPPRESSED)
         assert suppressed.exists()
         granted = Consent.objects.filter(customer=OuterRef("customer"), channel=OuterRef("channel"), granted=True)
-        assert not suppressed.filter(Exists(granted)).exists()
-        assert set(suppressed.values_list("reason", flat=True)) <= {"no_consent", "frequency_cap"}
+        assert not suppressed.filter(reason="no_consent").filter(Exists(granted)).exists()
+        # A journey's message not sent yet is also suppressed when the customer buys first ("goal").
+        assert set(suppressed.values_list("reason", flat=True)) <= {"no_consent", "frequency_cap", "goal"}
 
     def test_the_sender_kept_quiet_hours_and_the_frequency_cap(self):
         with connection.cursor() as cursor:
