@@ -97,12 +97,18 @@ def _due_ctes(*, campaign: Campaign, step: Step, keys: list[str], now: dt.dateti
     )
 
 
-def _move(arrive: Arrival, *, joins: str = "") -> Sql:
+def _move(arrive: Arrival, *, source: str = "moving") -> Sql:
+    """``moved``: the entries of ``source`` (one row per entry, ``id`` its entry) go where ``arrive`` says.
+
+    ``source`` is joined to the entries table alone, through its primary key: joining two CTEs
+    (say ``moving`` and the messages inserted) would leave the planner guessing both sizes, and its
+    guess of a few rows makes a nested loop of every entry against every message.
+    """
     return Sql.format(
         "moved AS ("
         " UPDATE campaigns_entry x SET state = {state}, step_key = {step_key}, next_at = {next_at},"
         "   ended_at = {ended_at}, exit_reason = {exit_reason}"
-        f" FROM moving m{joins} WHERE x.id = m.id"
+        f" FROM {source} m WHERE x.id = m.id"
         " RETURNING CASE WHEN x.state = 'active' THEN x.step_key END AS arrived"
         ")",
         state=arrive.state,
@@ -161,11 +167,10 @@ def step_sql(
                 now=now,
                 check_channel=True,
             ),
-            insert=message_insert(campaign_id=campaign.pk, step=step, entry_id="d.id", joins="", now=now),
-            moved=_move(
-                to(targets[0], Sql.format("coalesce(i.send_at, {now})", now=now_sql)),
-                joins=" LEFT JOIN msg_inserted i ON i.entry_id = m.id",
-            ),
+            insert=message_insert(campaign_id=campaign.pk, step=step, entry_id="d.id", now=now),
+            # Every moving entry has its planned message in msg_decided (inserted, or already there
+            # from an earlier attempt): the step after it counts from the planned send.
+            moved=_move(to(targets[0], Sql("m.send_at")), source="msg_decided"),
             counted=_counted(campaign, step),
             now=now_sql,
         )

@@ -168,8 +168,19 @@ def campaign_update(*, campaign_id: int, data: Any) -> Campaign:
 
 
 def _structure(steps: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
-    """What may change only while paused: which steps, of which kind, in which order, going where."""
-    return [(step["key"], step["type"], step.get("yes"), step.get("no")) for step in steps]
+    """What may change only while paused: which steps, of which kind, in which order, going where,
+    and a message step's variants."""
+    return [
+        (
+            step["key"],
+            step["type"],
+            step.get("yes"),
+            step.get("no"),
+            # An A/B test's design: its variants and their weights decide who gets which.
+            tuple((variant["key"], variant["weight"]) for variant in step.get("variants") or ()),
+        )
+        for step in steps
+    ]
 
 
 def _step_keys(campaign: Campaign, steps: list[dict[str, Any]]) -> set[str]:

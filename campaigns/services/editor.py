@@ -1,7 +1,12 @@
 """The admin editor's helpers: a live preview rendered for a chosen customer, and a test send that
-says where it went (a new shop's default email backend prints to the console: nothing arrives)."""
+says where it went (a new shop's default email backend prints to the console: nothing arrives).
 
-from dataclasses import dataclass
+Both render one message step of the journey and one of its variants (SPEC §4.1): by default the
+first message step and its first variant. A campaign without steps has one implicit step, key
+``message``, made of its own subject, body and offer.
+"""
+
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -11,6 +16,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from campaigns.channels.email import message_id_domain
+from campaigns.journey import IMPLICIT_STEP_KEY, Journey, Step, journey_of, steps_clean
+from campaigns.models import Campaign
 from campaigns.offers import offer_clean, offer_context
 from campaigns.services.campaigns import campaign_get
 from campaigns.services.sending import DEFAULT_EXPIRING_DAYS
@@ -24,7 +31,7 @@ from campaigns.templating import (
     template_compile,
 )
 from campaigns.triggers import trigger_get
-from customers.models import AuditLog, Cart, CartStatus, Customer, Purchase, PurchaseStatus
+from customers.models import AuditLog, Cart, CartStatus, Channel, Customer, Purchase, PurchaseStatus
 from customers.services import validation as v
 from retention_crm.errors import ApplicationError, NotFound
 
@@ -53,6 +60,19 @@ class Preview:
     subject: str
     body: str
     customer: str | None  # the external id it was rendered for; None: the sample customer
+    step_key: str = IMPLICIT_STEP_KEY
+    variant_key: str = ""  # "": the step has no variants
+
+
+@dataclass(frozen=True)
+class Content:
+    """One step's (and variant's) templates, and where their errors are named (``steps[1].variants[0].``)."""
+
+    step: Step
+    variant_key: str
+    subject: str
+    body: str
+    field_prefix: str
 
 
 def _expiring_days(trigger: str, params: Any) -> int:
@@ -112,6 +132,110 @@ def preview_context(*, customer_external_id: str | None, offer: Any, trigger: st
     return context
 
 
+def _message_step_position(steps: list[Any], step_key: str | None) -> int:
+    """Where the chosen message step is in the (unsaved) list: the one with ``step_key``, else the first."""
+    for position, item in enumerate(steps):
+        if not isinstance(item, dict) or item.get("type") != "message":
+            continue
+        if not step_key or item.get("key") == step_key:
+            return position
+    if step_key:
+        raise v.invalid("preview_step", f"no message step with key {step_key!r}")
+    raise v.invalid("preview_step", "the journey has no message step")
+
+
+def _renumbered(error: ApplicationError, position: int) -> ApplicationError:
+    """An error about ``steps[0]`` (a step validated on its own) named after its place in the journey."""
+    old, new = "steps[0]", f"steps[{position}]"
+    fields = {name.replace(old, new, 1): problems for name, problems in error.fields.items()}
+    return ApplicationError(error.message.replace(old, new, 1), code=error.code, fields=fields)
+
+
+def _variant_of(step: Step, variant_key: str | None) -> str:
+    """The variant to render: the one named, else the first; '' for a step without variants."""
+    keys = [variant.key for variant in step.variants]
+    if not keys:
+        if variant_key:
+            raise v.invalid("preview_variant", f"step {step.key!r} has no variants")
+        return ""
+    if not variant_key:
+        return keys[0]
+    if variant_key not in keys:
+        raise v.invalid("preview_variant", f"step {step.key!r} has no variant {variant_key!r}")
+    return variant_key
+
+
+def _content(step: Step, position: int | None, variant_key: str | None) -> Content:
+    variant = _variant_of(step, variant_key)
+    subject, body = step.content(variant)
+    prefix = "" if position is None else f"steps[{position}]."
+    if variant:
+        prefix += f"variants[{[x.key for x in step.variants].index(variant)}]."
+    return Content(step=step, variant_key=variant, subject=subject, body=body, field_prefix=prefix)
+
+
+def draft_content(
+    *,
+    steps: Any,
+    channel: str,
+    subject: str,
+    body: str,
+    offer: Any,
+    step_key: str | None = None,
+    variant_key: str | None = None,
+) -> Content:
+    """The content of one step of an unsaved journey. Only the chosen step is validated, so a step
+    still being written elsewhere in the journey does not stop the preview of this one."""
+    if not steps:
+        if step_key and step_key != IMPLICIT_STEP_KEY:
+            raise v.invalid("preview_step", f"no message step with key {step_key!r}")
+        draft = Campaign(steps=[], channel=channel, subject=subject or "", body=body or "", offer=offer or {})
+        return _content(journey_of(draft).first, None, variant_key)
+    if not isinstance(steps, list):
+        raise v.invalid("steps", "must be a list of steps")
+    position = _message_step_position(steps, step_key)
+    try:
+        cleaned = steps_clean([steps[position]], channel=channel)
+    except ApplicationError as error:
+        raise _renumbered(error, position) from None
+    step = journey_of(Campaign(steps=cleaned, channel=channel)).first
+    return _content(step, position, variant_key)
+
+
+def saved_content(*, journey: Journey, step_key: str | None = None, variant_key: str | None = None) -> Content:
+    """The content of one message step of a saved campaign (default: the first, its first variant)."""
+    messages = journey.message_steps()
+    step = next((x for x in messages if not step_key or x.key == step_key), None)
+    if step is None:
+        problem = f"no message step with key {step_key!r}" if step_key else "the journey has no message step"
+        raise v.invalid("preview_step", problem)
+    return _content(step, journey.index(step.key) if journey.explicit else None, variant_key)
+
+
+def content_render(
+    content: Content, *, offer: Any, trigger: str = "", params: Any = None, customer_external_id: str | None = None
+) -> Preview:
+    """Render a step's templates for a customer; raises ApplicationError naming the field in error."""
+    context = preview_context(customer_external_id=customer_external_id, offer=offer, trigger=trigger, params=params)
+    tz = context["customer"]["timezone"]
+    rendered = {}
+    for name, source in (("subject", content.subject or ""), ("body", content.body or "")):
+        field = f"{content.field_prefix}{name}"
+        template = template_compile(source, field)
+        try:
+            rendered[name] = render(template, context, tz)
+        except Exception as error:
+            message = f"template error: {error}"
+            raise ApplicationError(f"{field}: {message}", code="invalid_template", fields={field: [message]}) from None
+    return Preview(
+        subject=" ".join(rendered["subject"].split()),
+        body=rendered["body"],
+        customer=customer_external_id,
+        step_key=content.step.key,
+        variant_key=content.variant_key,
+    )
+
+
 def campaign_preview(
     *,
     subject: str,
@@ -120,19 +244,28 @@ def campaign_preview(
     trigger: str = "",
     params: Any = None,
     customer_external_id: str | None = None,
+    steps: Any = None,
+    channel: str = Channel.EMAIL,
+    step_key: str | None = None,
+    variant_key: str | None = None,
 ) -> Preview:
-    """Render unsaved templates for a customer; raises ApplicationError naming the field in error."""
-    context = preview_context(customer_external_id=customer_external_id, offer=offer, trigger=trigger, params=params)
-    tz = context["customer"]["timezone"]
-    rendered = {}
-    for field, source in (("subject", subject or ""), ("body", body or "")):
-        template = template_compile(source, field)
-        try:
-            rendered[field] = render(template, context, tz)
-        except Exception as error:
-            message = f"template error: {error}"
-            raise ApplicationError(f"{field}: {message}", code="invalid_template", fields={field: [message]}) from None
-    return Preview(subject=" ".join(rendered["subject"].split()), body=rendered["body"], customer=customer_external_id)
+    """Render unsaved templates for a customer: one step (``step_key``, default the first message
+    step) and one of its variants (``variant_key``, default the first) of the unsaved ``steps``, or
+    without steps the campaign's own subject, body and offer. Raises ApplicationError naming the
+    field in error (``body``, ``steps[2].variants[1].body``, ``preview_step``)."""
+    content = draft_content(
+        steps=steps,
+        channel=channel,
+        subject=subject,
+        body=body,
+        offer=offer,
+        step_key=step_key,
+        variant_key=variant_key,
+    )
+    step_offer = content.step.offer if steps else offer
+    return content_render(
+        content, offer=step_offer, trigger=trigger, params=params, customer_external_id=customer_external_id
+    )
 
 
 # Django's own email backends, in words; a path outside this table is named as it is.
@@ -185,9 +318,14 @@ class SendTestResult:
     to: str
     destination: str  # where it went, in words: the console, an SMTP host, a file, an ESP
 
+    explicit_step: bool = False  # the campaign has steps: say which step and variant went
+
     @property
     def text(self) -> str:
-        return f"Test sent to {self.to}: {self.destination}."
+        if not self.explicit_step:
+            return f"Test sent to {self.to}: {self.destination}."
+        variant = f", variant {self.preview.variant_key}" if self.preview.variant_key else ""
+        return f"Test of step {self.preview.step_key}{variant} sent to {self.to}: {self.destination}."
 
 
 def send_test_address_allowed(*, address: str, staff_email: str) -> bool:
@@ -201,11 +339,19 @@ def send_test_address_allowed(*, address: str, staff_email: str) -> bool:
 
 @transaction.atomic
 def campaign_send_test(
-    *, campaign_id: int, to: str, staff_username: str, staff_email: str, customer_external_id: str | None = None
+    *,
+    campaign_id: int,
+    to: str,
+    staff_username: str,
+    staff_email: str,
+    customer_external_id: str | None = None,
+    step_key: str | None = None,
+    variant_key: str | None = None,
 ) -> SendTestResult:
-    """Email the campaign, rendered for a customer (or the sample), to the staff user's own address
-    (or an allow-listed domain), and audit it. Whatever the campaign's channel, the test goes by
-    email, marked as a test; no message is recorded."""
+    """Email one message step of the campaign (``step_key``, default the first) in one of its
+    variants (``variant_key``, default the first), rendered for a customer (or the sample), to the
+    staff user's own address (or an allow-listed domain), and audit it. Whatever the step's channel,
+    the test goes by email, marked as a test; no message is recorded."""
     address = v.clean_email(to, "to")
     if not address:
         raise v.invalid("to", "is required")
@@ -217,16 +363,24 @@ def campaign_send_test(
             f"(TEST_EMAIL_DOMAINS: {domains})",
         )
     campaign = campaign_get(campaign_id=campaign_id)
+    journey = journey_of(campaign)
+    content = saved_content(journey=journey, step_key=step_key, variant_key=variant_key)
     AuditLog.objects.create(
         action="campaign.send_test",
         target=f"campaign:{campaign.pk}",
         actor=staff_username[:150],
-        details={"to": address, "customer": customer_external_id or ""},
+        details={
+            "to": address,
+            "customer": customer_external_id or "",
+            "step": content.step.key,
+            "variant": content.variant_key,
+        },
     )
-    preview = campaign_preview(
-        subject=campaign.subject or campaign.name,
-        body=campaign.body,
-        offer=campaign.offer,
+    if not content.subject:  # an SMS or push step has none; the test email needs one
+        content = replace(content, subject=campaign.subject or campaign.name)
+    preview = content_render(
+        content,
+        offer=content.step.offer,
         trigger=campaign.trigger,
         params=campaign.params,
         customer_external_id=customer_external_id,
@@ -240,15 +394,19 @@ def campaign_send_test(
         headers={"Message-ID": f"<test-{campaign.pk}-{stamp}@{message_id_domain()}>", "X-Campaign-Test": "1"},
         connection=get_connection(fail_silently=False),
     ).send()
-    return SendTestResult(preview=preview, to=address, destination=email_destination())
+    return SendTestResult(preview=preview, to=address, destination=email_destination(), explicit_step=journey.explicit)
 
 
 __all__ = [
+    "Content",
     "Preview",
     "SendTestResult",
     "campaign_preview",
     "campaign_send_test",
     "channel_destination",
+    "content_render",
+    "draft_content",
     "email_destination",
     "preview_context",
+    "saved_content",
 ]

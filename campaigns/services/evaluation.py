@@ -158,7 +158,11 @@ def entering_sql(*, campaign: Campaign, policy: Policy, now: dt.datetime, winner
         " {now}, {ended_at}, {exit_reason}, x.cart_id, x.purchase_id, x.data"
     )
     if first.type == "message":
-        # The entries go in already past the first step, with its messages beside them.
+        # The entries go in already past the first step (``plan``: when its message goes out),
+        # with their messages beside them. The messages are planned again from the entries
+        # inserted (the same snapshot and clock give the same plan), rather than joined back to
+        # the first plan: joining two CTEs leaves the planner guessing both sizes, and a guess of a
+        # few rows (young statistics) makes a nested loop of every entry against every message.
         after = arrival(
             journey,
             current=first.key,
@@ -167,22 +171,25 @@ def entering_sql(*, campaign: Campaign, policy: Policy, now: dt.datetime, winner
             tz=Sql("x.tz"),
             now=now_sql,
         )
+        planned = {
+            "campaign_id": campaign.pk,
+            "step": first,
+            "winner": winners.get(first.key),
+            "policy": policy,
+            "now": now,
+            "check_channel": first.channel != campaign.channel,
+        }
         body = Sql.format(
-            "{messages}, entries_inserted AS ("
-            + entry_columns
-            + " FROM msg_decided x ON CONFLICT DO NOTHING RETURNING id, dedupe_key, state, step_key"
-            "), msg_inserted AS ({insert}"
+            "{plan}, entries_inserted AS (" + entry_columns + " FROM plan_decided x ON CONFLICT DO NOTHING"
+            " RETURNING id, customer_id, dedupe_key, held_out, cart_id, purchase_id, data, state, step_key"
+            "), entered AS ("
+            " SELECT ei.*, {tz} AS tz FROM entries_inserted ei JOIN customers_customer c ON c.id = ei.customer_id"
+            "), {messages}, msg_inserted AS ({insert}"
             "), counted AS ({counted})"
             " SELECT status, reason, send_at <= {now} AS due, count(*) FROM msg_inserted GROUP BY 1, 2, 3",
-            messages=message_ctes(
-                source="entering",
-                campaign_id=campaign.pk,
-                step=first,
-                winner=winners.get(first.key),
-                policy=policy,
-                now=now,
-                check_channel=first.channel != campaign.channel,
-            ),
+            plan=message_ctes(source="entering", prefix="plan", **planned),
+            tz=customer_tz_sql(),
+            messages=message_ctes(source="entered", **planned),
             campaign_id=campaign_id,
             state=after.state,
             step_key=after.step_key,
@@ -190,13 +197,7 @@ def entering_sql(*, campaign: Campaign, policy: Policy, now: dt.datetime, winner
             now=now_sql,
             ended_at=after.ended_at,
             exit_reason=after.exit_reason,
-            insert=message_insert(
-                campaign_id=campaign.pk,
-                step=first,
-                entry_id="ei.id",
-                joins=" JOIN entries_inserted ei ON ei.dedupe_key = d.dedupe_key",
-                now=now,
-            ),
+            insert=message_insert(campaign_id=campaign.pk, step=first, entry_id="d.id", now=now),
             counted=step_counts_upsert(
                 campaign_id=campaign.pk,
                 # Every new entry arrived at the first step; those still open, at the one after it.

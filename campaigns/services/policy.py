@@ -85,12 +85,12 @@ def customer_tz_sql(alias: str = "c") -> Sql:
 
 
 def recent_sends_sql(*, customers: Sql | str, now: dt.datetime, policy: Policy) -> Sql:
-    """The body of a MATERIALIZED CTE: for the customers ``customers`` selects, how many messages
-    count against their cap (``sent``) and when, oldest first (``times``).
+    """For the customers ``customers`` selects, how many messages count against their cap
+    (``sent``) and when, oldest first (``times``), one row per customer with any.
 
-    Materialised, it reads the ledger once per statement, before or beside the INSERT into that same
-    ledger, instead of once per candidate (a correlated lookup on a table being inserted into can
-    degrade to a scan per row while its statistics are young).
+    Sending materialises it once per batch (at most a batch's customers); planning a journey's
+    messages runs it per row as a lateral lookup on the cap index (``customers`` = that row's
+    customer), which stays linear however many entries move at once.
     """
     return Sql.format(
         "SELECT w.customer_id, count(*) AS sent, array_agg(w.cap_at ORDER BY w.cap_at) AS times"

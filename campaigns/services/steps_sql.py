@@ -178,9 +178,17 @@ def message_ctes(
     policy: Policy,
     now: dt.datetime,
     check_channel: bool,
+    prefix: str = "msg",
 ) -> Sql:
-    """CTEs ``msg_recent``, ``msg_planned`` and ``msg_decided`` over the rows of ``source`` (columns
-    ``customer_id``, ``held_out``, ``tz``, ``dedupe_key``, ``cart_id``, ``purchase_id``, ``data``).
+    """CTEs ``msg_planned`` and ``msg_decided`` (``msg`` being ``prefix``) over the rows of
+    ``source`` (columns ``customer_id``, ``held_out``, ``tz``, ``dedupe_key``, ``cart_id``,
+    ``purchase_id``, ``data``; all of them are passed on).
+
+    Each row looks up its customer's recent sends through the cap index (a lateral lookup), not by
+    joining a CTE of them: the planner has no row estimate for a CTE of a CTE (``source``), takes
+    both for a handful of rows and joins them by nested loop — every entry against every customer
+    with a recent send, which is quadratic, and at a journey's second message step (everyone sent
+    the first) hours for a hundred thousand entries.
 
     Decided per row: ``held_out`` (the control group, never sent); ``suppressed`` without the
     step channel's consent or address (``check_channel``; entering has checked the campaign's), or
@@ -192,12 +200,11 @@ def message_ctes(
     addressed = address_sql(step.channel) if check_channel else "TRUE"
     customer_join = " JOIN customers_customer c ON c.id = s.customer_id" if check_channel else ""
     return Sql.format(
-        "msg_recent AS MATERIALIZED ({recent}"
-        "), msg_planned AS ("
+        f"{prefix}_planned AS ("
         " SELECT s.*, {variant} AS variant_key, {consented} AS consented, {addressed} AS addressed,"
         "   {scheduled} AS scheduled_at, {release} AS release"
-        f" FROM {source} s{customer_join} LEFT JOIN msg_recent r ON r.customer_id = s.customer_id"
-        "), msg_decided AS ("
+        f" FROM {source} s{customer_join} LEFT JOIN LATERAL ({{recent}}) r ON TRUE"
+        f"), {prefix}_decided AS ("
         " SELECT p.*,"
         "   CASE WHEN p.held_out THEN 'held_out'"
         "        WHEN NOT (p.consented AND p.addressed) THEN 'suppressed'"
@@ -210,9 +217,10 @@ def message_ctes(
         "        ELSE '' END AS reason,"
         "   CASE WHEN NOT p.held_out AND p.consented AND p.addressed AND p.release > p.scheduled_at"
         "        AND NOT {over_limit} THEN {deferred} ELSE p.scheduled_at END AS send_at"
-        " FROM msg_planned p"
+        f" FROM {prefix}_planned p"
         ")",
-        recent=recent_sends_sql(customers=f"SELECT customer_id FROM {source}", now=now, policy=policy),
+        # "w.customer_id IN (s.customer_id)": one customer's sends, read off the cap index.
+        recent=recent_sends_sql(customers="s.customer_id", now=now, policy=policy),
         variant=variant_sql(campaign_id=campaign_id, step=step, customer_id="s.customer_id", winner=winner),
         consented=consented,
         addressed=addressed,
@@ -226,9 +234,9 @@ def message_ctes(
     )
 
 
-def message_insert(*, campaign_id: int, step: Step, entry_id: str, joins: str, now: dt.datetime) -> Sql:
-    """``INSERT`` of the decided messages (``msg_decided d`` plus ``joins``), one per (entry, step):
-    a second attempt at the same entry and step inserts nothing."""
+def message_insert(*, campaign_id: int, step: Step, entry_id: str, now: dt.datetime) -> Sql:
+    """``INSERT`` of the decided messages (``msg_decided d``), one per (entry, step): a second
+    attempt at the same entry and step inserts nothing."""
     dedupe = "d.dedupe_key" if step.key == IMPLICIT_STEP_KEY else "d.dedupe_key || '/' || " + "%s"
     dedupe_sql = Sql(dedupe) if step.key == IMPLICIT_STEP_KEY else Sql(dedupe, (step.key,))
     now_sql = value(now, "timestamptz")
@@ -239,7 +247,7 @@ def message_insert(*, campaign_id: int, step: Step, entry_id: str, joins: str, n
         " SELECT gen_random_uuid(), {campaign}, d.customer_id, {channel}, {dedupe}, {entry_id}, {step}, d.variant_key,"
         "   d.status, d.reason, d.cart_id, d.purchase_id, d.data, {now}, d.scheduled_at, d.send_at, 0,"
         "   CASE WHEN d.status = 'held_out' THEN d.scheduled_at END, '', ''"
-        f" FROM msg_decided d{joins}"
+        " FROM msg_decided d"
         " ON CONFLICT DO NOTHING"
         " RETURNING entry_id, status, reason, send_at",
         campaign=value(campaign_id, "bigint"),

@@ -120,8 +120,12 @@ def winners_decide(*, campaign: Campaign, now: dt.datetime | None = None) -> dic
     journey = journey_of(campaign)
     if not any(step.min_per_variant is not None for step in journey.message_steps()):
         return {}
-    known = dict(VariantWinner.objects.filter(campaign=campaign).values_list("step_key", "variant_key"))
-    open_steps = [s for s in journey.message_steps() if s.min_per_variant is not None and s.key not in known]
+    # Variants may be edited while the campaign runs: a winner whose variant is gone (renamed,
+    # removed) is not handed out, or new arrivals would get a message without its text.
+    variant_keys = {step.key: {v.key for v in step.variants} for step in journey.message_steps()}
+    decided = dict(VariantWinner.objects.filter(campaign=campaign).values_list("step_key", "variant_key"))
+    known = {key: variant for key, variant in decided.items() if variant in variant_keys.get(key, ())}
+    open_steps = [s for s in journey.message_steps() if s.min_per_variant is not None and s.key not in decided]
     if not open_steps:
         return known
     counts = variant_counts(campaign=campaign, step_keys=[s.key for s in open_steps])
@@ -138,5 +142,6 @@ def winners_decide(*, campaign: Campaign, now: dt.datetime | None = None) -> dic
                 "decided_at": now or timezone.now(),
             },
         )
-        known[step.key] = winner.variant_key
+        if winner.variant_key in variant_keys[step.key]:
+            known[step.key] = winner.variant_key
     return known

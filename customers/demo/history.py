@@ -194,7 +194,7 @@ DEMO_CAMPAIGNS = (
                     "key": "welcome",
                     "type": "message",
                     "subject": "Welcome, {{ customer.first_name }}",
-                    "body": "Hi {{ customer.first_name }},\n\nthank you for joining us. Here is what is new this week.\n",
+                    "body": "Hi {{ customer.first_name }},\n\nthank you for joining us. Here is what is new.\n",
                 },
                 {"key": "three-days", "type": "wait", "minutes": 4320},
                 {
