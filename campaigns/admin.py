@@ -7,8 +7,16 @@ the offer and measurement settings. On a saved campaign: activate / pause / arch
 send a test to a staff address (saying where it went), and the report. Every rule is the
 services' (one ``campaign_clean`` for the API and this form); this module maps fields and errors,
 and ``campaigns.display`` words the figures.
+
+The journey (SPEC §4.1): the form carries the steps as JSON (the API's shape) in one textarea
+that ``static/campaigns/journey.js`` keeps in step with a visible list of steps; the services
+validate them and their errors (``steps[1].body``) come back next to the named step. Adding,
+removing or reordering steps needs the campaign paused: the list says so, and a refused save
+(``campaign_active``) is a form error. The change page draws the saved journey as an SVG flow
+with each step's counts (``campaigns.flow_svg``); preview and send test take a step and variant.
 """
 
+import json
 import logging
 from collections.abc import Callable
 from decimal import Decimal
@@ -35,11 +43,14 @@ from django.utils.html import format_html
 
 from campaigns import display, selectors
 from campaigns.audience import rfm_segment_names, tier_choices
+from campaigns.flow_svg import journey_flow_svg
+from campaigns.journey import journey_of
 from campaigns.models import (
     Attribution,
     Campaign,
     CampaignStatus,
     ContactPolicy,
+    ExitOn,
     Message,
     SuppressionReason,
 )
@@ -76,6 +87,7 @@ AUDIENCE_FIELDS = (
     "audience_max_total_spent",
     "audience_consent",
 )
+JOURNEY_FIELDS = ("steps_json", "exit_on", ("reentry_mode", "reentry_days"))
 READ_ONLY_FIELDS = (
     "name",
     "trigger",
@@ -86,12 +98,22 @@ READ_ONLY_FIELDS = (
     "subject",
     "body",
     "offer",
+    "steps",
+    "exit_on",
+    "reentry_after_days",
     "holdout_percent",
     "attribution_days",
     "last_evaluated_at",
 )
+STRUCTURE_LOCKED_NOTE = "Pause the campaign to add, remove or reorder steps; texts can change now."
+REENTRY_DEFAULT = ("", "Default: never for a journey, at every new occasion for a single message")
+REENTRY_CHOICES = [
+    ("never", "Never: at most one entry per customer"),
+    ("after_days", "Again, N days after the previous entry ended"),
+]
 OFFER_FIELDS = ("offer_bonus_points", "offer_discount_percent", "offer_code_prefix")
 PREVIEW_CUSTOMER = "preview_customer"  # the editor's preview customer, carried across saves and buttons
+PREVIEW_STEP, PREVIEW_VARIANT = "preview_step", "preview_variant"  # which step and variant preview / test show
 
 
 def param_field_name(trigger: str, param: str) -> str:
@@ -106,6 +128,68 @@ def _number(value: Decimal | None) -> int | float | None:
 
 def _tags(text: str) -> list[str]:
     return [tag.strip() for tag in (text or "").split(",") if tag.strip()]
+
+
+STEP_FIELD_ORDER = (
+    "key",
+    "type",
+    "weight",  # a variant's
+    "channel",
+    "subject",
+    "body",
+    "body_html",
+    "offer",
+    "variants",
+    "auto_winner",
+    "minutes",
+    "until",
+    "condition",
+    "yes",
+    "no",
+    "add",
+    "remove",
+)
+
+
+def _in_reading_order(item: Any) -> Any:
+    """A step (or variant) with its key and kind first (the database keeps JSON keys by length)."""
+    if not isinstance(item, dict):
+        return item
+    rank = {name: position for position, name in enumerate(STEP_FIELD_ORDER)}
+    ordered = sorted(item, key=lambda name: (rank.get(name, len(rank)), name))
+    return {name: [_in_reading_order(x) for x in item[name]] if name == "variants" else item[name] for name in ordered}
+
+
+def steps_for_editing(steps: list[dict[str, Any]]) -> str:
+    """The stored steps as the editor's JSON, readable: key and kind first, then the rest."""
+    if not steps:
+        return ""
+    return json.dumps([_in_reading_order(step) for step in steps], indent=2, ensure_ascii=False)
+
+
+def steps_parse(text: str) -> Any:
+    """The steps textarea: JSON in the API's shape; empty means no steps. Raises ValueError."""
+    text = (text or "").strip()
+    return json.loads(text) if text else []
+
+
+class JourneyStepsWidget(forms.Textarea):
+    """The steps' JSON, with the visible list journey.js draws from it, the add buttons, and the
+    errors of the last save by step and field (placed next to them by the script)."""
+
+    template_name = "campaigns/widgets/journey_steps.html"
+
+    def __init__(self) -> None:
+        super().__init__(attrs={"rows": 18, "cols": 90, "class": "journey-json", "spellcheck": "false"})
+        self.locked = False  # active campaign: no adding, removing or reordering
+        self.step_errors: dict[str, list[str]] = {}
+
+    def get_context(self, name: str, value: Any, attrs: dict[str, Any] | None) -> dict[str, Any]:
+        context = super().get_context(name, value, attrs)
+        context["widget"]["locked"] = self.locked
+        context["widget"]["locked_note"] = STRUCTURE_LOCKED_NOTE
+        context["widget"]["step_errors"] = json.dumps(self.step_errors)
+        return context
 
 
 class CampaignFormBase(forms.ModelForm):
@@ -131,6 +215,20 @@ class CampaignFormBase(forms.ModelForm):
     offer_code_prefix = forms.CharField(
         required=False, label="Discount code prefix", help_text="Each message gets its own code, e.g. BACK-1A2B3C4D"
     )
+    steps_json = forms.CharField(required=False, label="Steps", widget=JourneyStepsWidget())
+    exit_on = forms.ChoiceField(
+        required=False,
+        label="Goal exit",
+        choices=ExitOn.choices,
+        help_text="An entry that reaches the goal leaves the journey at once, also in the middle of a wait.",
+    )
+    reentry_mode = forms.ChoiceField(required=False, label="Re-entry", choices=REENTRY_CHOICES)
+    reentry_days = forms.IntegerField(
+        required=False, label="N days", min_value=0, help_text="0: a new entry at every new occasion"
+    )
+    # A refusal of the save itself (the campaign became active meanwhile): shown on the form
+    # re-rendered with the staff member's edits (CampaignAdmin.changeform_view).
+    save_refused: ApplicationError | None = None
 
     class Meta:
         model = Campaign
@@ -148,7 +246,11 @@ class CampaignFormBase(forms.ModelForm):
             self.fields["status"].choices = [
                 (value, label) for value, label in CampaignStatus.choices if value != CampaignStatus.ARCHIVED
             ]
+        if "body" in self.fields:
+            self.fields["body"].required = False  # a journey's messages are its steps'; the services decide
+        self.parsed_steps: Any = None  # the posted steps, parsed (None: not posted, or not JSON)
         campaign = self.instance
+        self._journey_initial(campaign)
         if campaign.pk:
             for name, value in (campaign.params or {}).items():
                 self.initial[param_field_name(campaign.trigger, name)] = value
@@ -164,6 +266,38 @@ class CampaignFormBase(forms.ModelForm):
             self.initial["offer_bonus_points"] = offer.get("bonus_points")
             self.initial["offer_discount_percent"] = offer.get("discount_percent")
             self.initial["offer_code_prefix"] = offer.get("code_prefix", "")
+
+    def _journey_initial(self, campaign: Campaign) -> None:
+        if "steps_json" not in self.fields:
+            return
+        self.fields["steps_json"].widget.locked = campaign.pk is not None and campaign.status == CampaignStatus.ACTIVE
+        if campaign.pk is None:
+            self.fields["reentry_mode"].choices = [REENTRY_DEFAULT, *REENTRY_CHOICES]
+            self.initial["exit_on"] = ExitOn.PURCHASE
+            return
+        self.initial["steps_json"] = steps_for_editing(campaign.steps)
+        self.initial["exit_on"] = campaign.exit_on
+        never = campaign.reentry_after_days is None
+        self.initial["reentry_mode"] = "never" if never else "after_days"
+        self.initial["reentry_days"] = None if never else campaign.reentry_after_days
+
+    def _posted(self, name: str) -> bool:
+        return self.add_prefix(name) in self.data
+
+    def journey_data(self) -> dict[str, Any]:
+        """Steps, goal exit and re-entry in the API's shape; a field the post does not carry stays as it is."""
+        data = self.cleaned_data
+        values: dict[str, Any] = {}
+        if self.parsed_steps is not None:
+            values["steps"] = self.parsed_steps
+        if data.get("exit_on"):
+            values["exit_on"] = data["exit_on"]
+        mode = data.get("reentry_mode")
+        if mode == "never":
+            values["reentry"] = "never"
+        elif mode == "after_days":
+            values["reentry"] = {"after_days": data.get("reentry_days")}
+        return values
 
     def service_data(self) -> dict[str, Any]:
         """The campaign in the API's shape, from the form's fields."""
@@ -197,12 +331,17 @@ class CampaignFormBase(forms.ModelForm):
             "params": params,
             "audience": {key: value for key, value in audience.items() if value not in (None, [], "")},
             "offer": {key: value for key, value in offer.items() if value not in (None, "", 0)},
+            **self.journey_data(),
         }
 
     def field_for_error(self, field: str) -> str | None:
         """Map a service's field name (``params.delay_hours``, ``audience.tier``) to this form's."""
         trigger = self.cleaned_data.get("trigger") or self.instance.trigger
-        if field.startswith("params."):
+        if field == "steps" or field.startswith("steps["):
+            name = "steps_json"
+        elif field.startswith("reentry"):
+            name = "reentry_days" if field == "reentry.after_days" else "reentry_mode"
+        elif field.startswith("params."):
             name = param_field_name(trigger, field.removeprefix("params."))
         elif field.startswith("audience.") or field.startswith("offer."):
             name = field.replace(".", "_", 1)
@@ -212,16 +351,38 @@ class CampaignFormBase(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        if "steps_json" in self.fields and self._posted("steps_json"):
+            try:
+                self.parsed_steps = steps_parse(cleaned.get("steps_json", ""))
+            except ValueError as error:
+                self.add_error("steps_json", f"not valid JSON: {error}")
+                self.fields["steps_json"].widget.step_errors = {"steps": [f"not valid JSON: {error}"]}
         if self.errors:
+            return cleaned
+        if self.save_refused is not None:
+            self.add_service_error(self.save_refused, on_top=True)
             return cleaned
         try:
             campaign_clean(data=self.service_data(), instance=self.instance if self.instance.pk else None)
         except ApplicationError as error:
-            for field, problems in error.fields.items():
-                self.add_error(self.field_for_error(field), problems)
-            if not error.fields:
-                self.add_error(None, error.message)
+            self.add_service_error(error)
         return cleaned
+
+    def add_service_error(self, error: ApplicationError, *, on_top: bool = False) -> None:
+        """A service's refusal on the fields it names; a step's problems also go to the list of
+        steps, by their own names (``steps[1].body``), for the script to place next to them."""
+        step_errors: dict[str, list[str]] = {}
+        for field, problems in error.fields.items():
+            problems = problems if isinstance(problems, list) else [problems]
+            name = self.field_for_error(field)
+            if name == "steps_json":
+                step_errors[field] = [str(problem) for problem in problems]
+                problems = [f"{field}: {problem}" if field != "steps" else problem for problem in problems]
+            self.add_error(name, problems)
+        if on_top or not error.fields:
+            self.add_error(None, error.message)
+        if step_errors and "steps_json" in self.fields:
+            self.fields["steps_json"].widget.step_errors = step_errors
 
     def _post_clean(self) -> None:
         # The service validates; the model's own full_clean would check JSON fields the form
@@ -352,7 +513,17 @@ class CampaignAdmin(admin.ModelAdmin):
                     "(balance, expiring, expiring_at), offer, purchase, campaign, unsubscribe_url.",
                 },
             ),
-            ("Offer", {"fields": OFFER_FIELDS}),
+            ("Offer", {"fields": OFFER_FIELDS, "classes": ("campaign-offer",)}),
+            (
+                "Journey",
+                {
+                    "fields": JOURNEY_FIELDS,
+                    "classes": ("campaign-journey",),
+                    "description": "Steps the customers walk after they enter, in order: messages (with A/B "
+                    "variants), waits, splits on what the customer did, tags. Without steps the campaign sends "
+                    "the one message above.",
+                },
+            ),
             ("Measurement", {"fields": MEASUREMENT_FIELDS}),
         ]
         if obj is not None:
@@ -371,11 +542,36 @@ class CampaignAdmin(admin.ModelAdmin):
         # Campaigns with messages are history (reports, attribution): archive instead.
         return False
 
+    def get_form(self, request: HttpRequest, obj: Campaign | None = None, change: bool = False, **kwargs: Any):
+        form = super().get_form(request, obj, change, **kwargs)
+        refused = getattr(request, "campaign_save_refused", None)
+        if refused is not None:
+            form = type(form.__name__, (form,), {"save_refused": refused, "__module__": __name__})
+        return form
+
+    def changeform_view(self, request: HttpRequest, object_id=None, form_url="", extra_context=None):
+        """A save the services refuse (``campaign_active``: the campaign was activated between the
+        form's check and the write) rolls back and comes back as the form, with the edits and the
+        refusal on it: never a server error."""
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ApplicationError as error:
+            if request.method != "POST" or hasattr(request, "campaign_save_refused"):
+                raise
+            request.campaign_save_refused = error
+            return super().changeform_view(request, object_id, form_url, extra_context)
+
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
         extra_context = {**(extra_context or {}), **self._editor_context(request)}
         campaign = self.get_object(request, unquote(object_id))
         if campaign is not None:
             report = selectors.campaign_report(campaign=campaign)
+            journey = journey_of(campaign)
+            extra_context["journey_flow"] = journey_flow_svg(
+                journey=journey, report=report["steps"], winners=report.get("winner")
+            )
+            extra_context["step_rows"] = display.steps_report_display(report["steps"], winners=report.get("winner"))
+            extra_context["journey_explicit"] = journey.explicit
             extra_context["report"] = report
             extra_context["status_counts"] = display.status_counts_display(report["counts"])
             extra_context["reason_counts"] = display.reason_counts_display(report["reasons"])
@@ -395,9 +591,14 @@ class CampaignAdmin(admin.ModelAdmin):
 
     @staticmethod
     def _editor_context(request: HttpRequest) -> dict[str, Any]:
-        return {
+        def carried(name: str) -> str:
             # After a save (the redirect carries it) or a refused save (the form posted it).
-            "preview_customer": (request.POST.get(PREVIEW_CUSTOMER) or request.GET.get(PREVIEW_CUSTOMER) or "").strip(),
+            return (request.POST.get(name) or request.GET.get(name) or "").strip()
+
+        return {
+            "preview_customer": carried(PREVIEW_CUSTOMER),
+            "preview_step": carried(PREVIEW_STEP),
+            "preview_variant": carried(PREVIEW_VARIANT),
             "email_destination": email_destination(),
         }
 
@@ -452,10 +653,12 @@ def _campaign_or_404(model_admin: CampaignAdmin, request: HttpRequest, object_id
 
 
 def _with_preview_customer(url: str, request: HttpRequest) -> str:
-    customer = request.POST.get(PREVIEW_CUSTOMER, "").strip()
-    if not customer:
+    """The page comes back with the same preview customer (and step and variant of a journey)."""
+    carried = {name: request.POST.get(name, "").strip() for name in (PREVIEW_CUSTOMER, PREVIEW_STEP, PREVIEW_VARIANT)}
+    carried = {name: value for name, value in carried.items() if value}
+    if not carried:
         return url
-    return f"{url}{'&' if '?' in url else '?'}{urlencode({PREVIEW_CUSTOMER: customer})}"
+    return f"{url}{'&' if '?' in url else '?'}{urlencode(carried)}"
 
 
 def _keep_preview_customer(request: HttpRequest, response: HttpResponse) -> HttpResponse:
@@ -513,6 +716,16 @@ def _posted_target(model_admin: "CampaignAdmin", request: HttpRequest) -> Target
     )
 
 
+def _posted_steps(data: Any) -> Any:
+    """The editor's (unsaved) steps; a post without them previews the campaign's own message."""
+    try:
+        return steps_parse(data.get("steps_json", ""))
+    except ValueError as error:
+        raise ApplicationError(
+            f"steps: not valid JSON: {error}", code="invalid", fields={"steps": [f"not valid JSON: {error}"]}
+        ) from None
+
+
 def _may_edit(model_admin: "CampaignAdmin", request: HttpRequest) -> None:
     if not (model_admin.has_add_permission(request) or model_admin.has_change_permission(request)):
         raise PermissionDenied
@@ -539,10 +752,20 @@ def preview_view(model_admin: CampaignAdmin, request: HttpRequest) -> HttpRespon
             trigger=trigger,
             params=_posted_params(data, trigger),
             customer_external_id=customer_external_id,
+            steps=_posted_steps(data),
+            channel=data.get("channel", "") or Channel.EMAIL,
+            step_key=data.get(PREVIEW_STEP, "").strip() or None,
+            variant_key=data.get(PREVIEW_VARIANT, "").strip() or None,
         )
     except ApplicationError as error:
         return JsonResponse(error.as_dict(), status=error.status)
-    answer: dict[str, Any] = {"subject": preview.subject, "body": preview.body, "customer": preview.customer}
+    answer: dict[str, Any] = {
+        "subject": preview.subject,
+        "body": preview.body,
+        "customer": preview.customer,
+        "step": preview.step_key,
+        "variant": preview.variant_key,
+    }
     if customer_external_id:
         customer_id = Customer.objects.filter(external_id=customer_external_id).values_list("pk", flat=True).first()
         try:
@@ -623,6 +846,8 @@ def send_test_view(model_admin: CampaignAdmin, request: HttpRequest, object_id: 
             staff_username=request.user.get_username(),
             staff_email=request.user.email,
             customer_external_id=customer,
+            step_key=request.POST.get(PREVIEW_STEP, "").strip() or None,
+            variant_key=request.POST.get(PREVIEW_VARIANT, "").strip() or None,
         )
     except ApplicationError as error:
         messages.error(request, f"Test not sent: {error.message}")
@@ -686,6 +911,7 @@ class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "short_uuid",
         "campaign",
+        "step_column",
         "customer",
         "channel",
         "status",
@@ -725,6 +951,13 @@ class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         # A link, not the text: the rendering lives with the customer 360 (customers imports campaigns).
         url = reverse("admin:customers_customer_message", args=[message.customer_id, message.pk])
         return format_html('<a href="{}">Subject and body, rendered</a>', url)
+
+    @admin.display(description="step")
+    def step_column(self, message: Message) -> str:
+        """The journey step (and A/B variant) the message belongs to: "nudge/b"."""
+        if not message.step_key:
+            return display.DASH
+        return f"{message.step_key}/{message.variant_key}" if message.variant_key else message.step_key
 
     @admin.display(description="message")
     def short_uuid(self, message: Message) -> str:

@@ -6,6 +6,7 @@ editor, the campaign and message lists, and the metrics dashboard.
   chance (the two-proportion z-test at 95 %).
 - Message statuses and reasons by their labels ("Held out (control group)", "Frequency cap"),
   never the stored codes.
+- A journey's report per step and variant (SPEC §4.1), the picked A/B winner marked.
 - Why a queued message waits. Nothing extra is stored for that: the contact policy (quiet hours,
   frequency cap) decides in the evaluation and sending statements (campaigns/services/evaluation.py
   and sending.py) and leaves its decision in the row — ``reason = 'frequency_cap'`` for the cap, a
@@ -205,6 +206,79 @@ def uplift_cell(uplift: Any, *, significant: bool | None) -> str:
     if uplift is None:
         return DASH
     return f"{points(uplift)}, {'significant' if significant else 'not significant yet'}"
+
+
+# --- A journey's steps (SPEC §4.1) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VariantRow:
+    key: str
+    weight: str
+    sent: str
+    converted: str
+    conversion: str
+    uplift: str  # against the first variant; the first reads "baseline"
+    ci: str
+    p_value: str
+    winner: bool
+
+
+@dataclass(frozen=True)
+class StepRow:
+    key: str
+    type: str
+    entered: str
+    waiting: str
+    sent: str
+    suppressed: str
+    exited: str
+    converted: str
+    variants: list[VariantRow]
+    winner: str | None
+
+
+def _interval(low: float | None, high: float | None) -> str:
+    if low is None or high is None:
+        return DASH
+    return f"{100 * max(low, -1.0):+.1f} to {100 * min(high, 1.0):+.1f} pp"
+
+
+def steps_report_display(steps: list[dict[str, Any]], *, winners: dict[str, Any] | None = None) -> list[StepRow]:
+    """The per-step report (``selectors.campaign_steps_report``) for people, with the picked winners."""
+    winners = winners or {}
+    rows = []
+    for step in steps:
+        winner = (winners.get(step["key"]) or {}).get("variant")
+        variants = [
+            VariantRow(
+                key=variant["key"],
+                weight=count(variant["weight"]),
+                sent=count(variant["sent"]),
+                converted=count(variant["converted"]),
+                conversion=percent(variant["conversion_rate"]),
+                uplift="baseline" if index == 0 else points(variant["uplift"]),
+                ci=DASH if index == 0 else _interval(variant["ci_low"], variant["ci_high"]),
+                p_value=DASH if index == 0 else p_value_text(variant["p_value"]),
+                winner=variant["key"] == winner,
+            )
+            for index, variant in enumerate(step["variants"])
+        ]
+        rows.append(
+            StepRow(
+                key=step["key"],
+                type=step["type"],
+                entered=count(step["entered"]),
+                waiting=count(step["waiting"]),
+                sent=count(step["sent"]),
+                suppressed=count(step["suppressed"]),
+                exited=count(step["exited"]),
+                converted=count(step["converted"]),
+                variants=variants,
+                winner=winner,
+            )
+        )
+    return rows
 
 
 # --- Message states ------------------------------------------------------------------------------

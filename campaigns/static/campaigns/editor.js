@@ -53,6 +53,12 @@
         }
         error.hidden = true;
         error.textContent = "";
+        const which = document.getElementById("preview-which");
+        const picker = document.getElementById("preview-step-row");
+        if (which) {  // a journey: say which step (and variant) this is
+          which.textContent = picker && !picker.hidden
+            ? "Step " + answer.step + (answer.variant ? ", variant " + answer.variant : "") : "";
+        }
         document.getElementById("preview-subject").textContent = answer.subject;
         document.getElementById("preview-body").textContent = answer.body;
         if (answer.eligibility) {
@@ -115,6 +121,7 @@
       form.addEventListener("change", function (event) {
         if (changesAudience(event.target)) scheduleCount();
       });
+      form.addEventListener("journey:changed", schedulePreview);  // journey.js: a step or the picker changed
     }
     const customer = document.getElementById("preview-customer");
     if (customer) customer.addEventListener("input", carryPreviewCustomer);
