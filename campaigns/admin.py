@@ -50,6 +50,7 @@ from campaigns.models import (
     Campaign,
     CampaignStatus,
     ContactPolicy,
+    Entry,
     ExitOn,
     Message,
     SuppressionReason,
@@ -992,6 +993,19 @@ class AttributionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="message")
     def message_column(self, attribution: Attribution) -> str:
         return message_label(attribution.message)
+
+
+@admin.register(Entry)
+class EntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Who is where in a journey (SPEC §4.1): read-only, the advancing statements write them."""
+
+    list_display = ("campaign", "customer", "state", "step_key", "next_at", "exit_reason", "held_out", "entered_at")
+    list_filter = ("state", "exit_reason", "held_out", "campaign")
+    search_fields = ("customer__external_id", "dedupe_key")
+    search_help_text = "Customer external id or dedupe key."
+    list_select_related = ("campaign", "customer")
+    show_full_result_count = False
+    readonly_fields = [field.name for field in Entry._meta.fields]
 
 
 @admin.register(ContactPolicy)

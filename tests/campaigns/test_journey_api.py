@@ -140,3 +140,15 @@ def test_report_entries_and_customer_messages(api, make_customer):
     report = api.get(f"/api/v1/campaigns/{campaign['id']}/report").json()
     assert report["winner"]["offer"]["variant"] == "b"
     assert Message.objects.filter(campaign_id=campaign["id"]).count() == 12
+
+
+def test_the_groups_that_see_messages_see_journey_entries_in_the_admin(client, make_customer):
+    from django.contrib.auth.models import Group, User
+
+    for name in ("marketer", "analyst", "support"):
+        assert Group.objects.get(name=name).permissions.filter(codename="view_entry").exists(), name
+    staff = User.objects.create_user("entries-viewer", password="x", is_staff=True)
+    staff.groups.add(Group.objects.get(name="analyst"))
+    client.force_login(staff)
+    response = client.get("/admin/campaigns/entry/")
+    assert response.status_code == 200
