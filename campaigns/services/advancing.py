@@ -81,7 +81,10 @@ def _due_ctes(*, campaign: Campaign, step: Step, keys: list[str], now: dt.dateti
         " FROM campaigns_entry e JOIN customers_customer c ON c.id = e.customer_id"
         " WHERE e.campaign_id = {campaign} AND e.state = 'active' AND e.step_key = ANY({keys})"
         "   AND e.next_at <= {now}"
-        " FOR UPDATE OF e SKIP LOCKED"
+        # In id order (the order entries were written in): a large hash join hands rows back
+        # scrambled, and every write after it (the lock, the messages and their indexes, the
+        # entries' update) would then touch pages at random.
+        " ORDER BY e.id FOR UPDATE OF e SKIP LOCKED"
         "), leaving AS ("
         " UPDATE campaigns_entry x SET state = 'exited', exit_reason = d.leave_reason, ended_at = {now},"
         "   next_at = NULL"

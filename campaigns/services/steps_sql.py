@@ -204,6 +204,8 @@ def message_ctes(
         " SELECT s.*, {variant} AS variant_key, {consented} AS consented, {addressed} AS addressed,"
         "   {scheduled} AS scheduled_at, {release} AS release"
         f" FROM {source} s{customer_join} LEFT JOIN LATERAL ({{recent}}) r ON TRUE"
+        # A fence: pulled up into the decision, each use of "consented" would run its subquery again.
+        " OFFSET 0"
         f"), {prefix}_decided AS ("
         " SELECT p.*,"
         "   CASE WHEN p.held_out THEN 'held_out'"

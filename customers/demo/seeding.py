@@ -51,8 +51,9 @@ class Progress:
         """A stage is done."""
 
     @contextmanager
-    def steps(self, total: int, label: str) -> Iterator[Callable[[int], None]]:
-        """A stage of ``total`` steps: the caller gets a function to call with each few done."""
+    def steps(self, total: int, label: str, unit: str = "steps") -> Iterator[Callable[[int], None]]:
+        """A stage of ``total`` steps (counted in ``unit``): the caller gets a function to call
+        with each few done."""
         yield lambda n: None
 
 
@@ -99,7 +100,7 @@ def demo_seed(
         )
 
         started = time.monotonic()
-        with progress.steps(len(shoppers.purchases), "orders") as tick:
+        with progress.steps(len(shoppers.purchases), "orders", unit="orders") as tick:
             orders = orders_record(shoppers.purchases, tick=tick)
         answers = answers_record(shoppers.answers)
         analyze(Customer, Purchase, PurchaseItem, PointsEntry)
@@ -112,7 +113,7 @@ def demo_seed(
             now=now,
             days=options.days,
         )
-        with progress.steps(len(history.run_days()), "campaigns") as tick:
+        with progress.steps(len(history.run_days()), "campaigns", unit="days") as tick:
             result = history.run(tick=tick, analyze=lambda: analyze(Message))
         orders_backdate(now=now)
         statuses = result.statuses

@@ -137,10 +137,11 @@ def purchases_record_bulk(*, raw_purchases: list[Any]) -> list[BulkResult]:
 @transaction.atomic
 def _customers_ensure(names: list[str]) -> dict[str, int]:
     """The ids of the named customers, creating the unknown ones with their welcome bonus."""
-    known = set(Customer.objects.filter(external_id__any=names).values_list("external_id", flat=True))
+    known = dict(Customer.objects.filter(external_id__any=names).values_list("external_id", "pk"))
     unknown = [name for name in names if name not in known]
-    if unknown:
-        Customer.objects.bulk_create([Customer(external_id=name) for name in unknown], ignore_conflicts=True)
+    if not unknown:
+        return known  # the usual case once a shop is running: one lookup, nothing to create
+    Customer.objects.bulk_create([Customer(external_id=name) for name in unknown], ignore_conflicts=True)
     ids = dict(Customer.objects.filter(external_id__any=names).values_list("external_id", "pk"))
     # A name another request created meanwhile is credited once: the bonus's key is per customer.
     points_welcome_for_customers(customer_ids=[ids[name] for name in unknown])

@@ -22,12 +22,16 @@ if TYPE_CHECKING:  # the purchase services import this module
     from customers.services.purchases import PurchaseInput
 
 # A purchase whose external_id is taken (stored before, or by a concurrent request) is skipped
-# here; the caller tells a repeat from a conflict by the content digest.
+# here; the caller tells a repeat from a conflict by the content digest. The cart is looked up per
+# line through its unique index, and not at all for a line without one: as a join, the planner
+# hashes the whole cart table for every batch.
 _INSERT_PURCHASES = """
     INSERT INTO customers_purchase
         (external_id, customer_id, placed_at, total, currency, status, cart_id, cart_external_id,
          points_redeemed, content_digest, created_at)
-    SELECT line.external_id, line.customer_id, line.placed_at, line.total, line.currency, line.status, cart.id,
+    SELECT line.external_id, line.customer_id, line.placed_at, line.total, line.currency, line.status,
+           (SELECT cart.id FROM customers_cart cart
+            WHERE cart.external_id = line.cart_external_id AND line.cart_external_id <> ''),
            line.cart_external_id, line.points_redeemed, line.content_digest, %(now)s
     FROM unnest(
         %(external_id)s::varchar[], %(customer)s::bigint[], %(placed_at)s::timestamptz[], %(total)s::numeric[],
@@ -35,7 +39,6 @@ _INSERT_PURCHASES = """
         %(digest)s::varchar[]
     ) AS line(external_id, customer_id, placed_at, total, currency, status, cart_external_id, points_redeemed,
               content_digest)
-    LEFT JOIN customers_cart cart ON cart.external_id = line.cart_external_id AND line.cart_external_id <> ''
     ON CONFLICT (external_id) DO NOTHING
     RETURNING id, external_id, cart_id, created_at
 """

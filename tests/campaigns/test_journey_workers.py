@@ -164,11 +164,12 @@ def test_two_workers_advancing_one_journey_at_once_send_each_step_once(processes
     assert_one_message_per_entry_and_step(campaign, 3000)
     assert set(Entry.objects.filter(campaign=campaign).values_list("state", flat=True)) == {"completed"}
     assert step_counts(campaign) == {"hello": 3000, "pause": 3000, "nudge": 3000}
-    # What the tasks answered adds up to the messages there are: no task counted one twice, and
-    # both workers took part.
+    # What the tasks answered adds up to the messages there are: no task counted one twice. (Which
+    # worker wins each wave is the scheduler's business: on a loaded machine one may win them all.)
     created = [messages_created_by(processes.log(worker)) for worker in (one, two)]
     assert sum(created) == 3000
-    assert min(created) > 0, created
+    for worker in (one, two):
+        assert "campaigns.advance_journeys" in processes.log(worker)  # both raced for the entries
     purge(celery_broker_url)
 
 

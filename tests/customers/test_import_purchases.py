@@ -1,16 +1,26 @@
-"""manage.py import_purchases: SPEC §7 (column mapping, per-row error report, safe to re-run)."""
+"""manage.py import_purchases: SPEC §7 (column mapping, per-row error report, safe to re-run,
+progress, the bulk path's batches)."""
 
 import csv
 import datetime as dt
 import io
+import re
+import tempfile
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import transaction
+from django.utils import timezone
 
-from customers.models import Customer, Product, Purchase, PurchaseItem
+from campaigns.models import Attribution
+from campaigns.services import campaign_create
+from customers.models import Cart, Customer, PointsEntry, Product, Purchase, PurchaseItem, TierChange
+from customers.services import cart_upsert, purchases_record_bulk
+from tests.factories import message_reached
+from tests.loyalty_support import assert_ledger_consistent, program_set
 
 pytestmark = pytest.mark.django_db
 
@@ -370,3 +380,310 @@ def test_unreadable_line_stops_the_import_after_reporting_what_was_done(tmp_path
     assert list(Purchase.objects.values_list("external_id", flat=True)) == ["S-1"]
     assert "created 1, exists 0, errors 0" in output
     assert "stopped reading at line 4: field larger than field limit" in error
+
+
+# --- The bulk path, in batches -------------------------------------------------------------------
+
+ORDER_HEADER = "external_id,customer,placed_at,total,status,cart_id,sku,name,category,quantity,unit_price"
+
+
+def order(number: int, customer: str, placed_at: dt.datetime, *, status: str = "completed", cart: str = "") -> dict:
+    """A purchase in the SPEC §6 shape with two items, as the bulk API takes it."""
+    first, second = Decimal(10 + number % 7), Decimal(number % 5) + Decimal("0.50")
+    return {
+        "external_id": f"P-{number}",
+        "customer": customer,
+        "placed_at": placed_at.isoformat(),
+        "total": str(2 * first + second),
+        "status": status,
+        "cart_id": cart,
+        "items": [
+            {"sku": f"SKU-{number % 3}", "name": "Tea", "category": "tea", "quantity": 2, "unit_price": str(first)},
+            {"sku": "MUG", "name": "Mug", "category": "kitchen", "quantity": 1, "unit_price": str(second)},
+        ],
+    }
+
+
+def csv_lines(purchases: list[dict]) -> list[str]:
+    """The purchases as CSV lines under ORDER_HEADER: one per item, order cells blank after the first."""
+    lines = []
+    for purchase in purchases:
+        head = [purchase[name] for name in ("external_id", "customer", "placed_at", "total", "status", "cart_id")]
+        for index, item in enumerate(purchase["items"]):
+            cells = head if index == 0 else [purchase["external_id"], "", "", "", "", ""]
+            item_cells = [str(item[name]) for name in ("sku", "name", "category", "quantity", "unit_price")]
+            lines.append(",".join(cells + item_cells))
+    return lines
+
+
+def stored_state() -> dict[str, list]:
+    """What recording purchases leaves behind, by external ids (database ids differ between runs)."""
+    return {
+        "purchases": sorted(Purchase.objects.values_list("external_id", "customer__external_id", "total", "status")),
+        "items": sorted(PurchaseItem.objects.values_list("purchase__external_id", "sku", "quantity", "unit_price")),
+        "customers": sorted(
+            Customer.objects.values_list(
+                "external_id",
+                "orders_count",
+                "total_spent",
+                "first_purchase_at",
+                "last_purchase_at",
+                "points_balance",
+                "tier",
+            )
+        ),
+        "ledger": sorted(
+            PointsEntry.objects.values_list("customer__external_id", "kind", "points", "purchase__external_id"),
+            key=str,
+        ),
+        "tier_changes": sorted(
+            TierChange.objects.values_list("customer__external_id", "from_tier", "to_tier", "cause")
+        ),
+        "carts": sorted(Cart.objects.values_list("external_id", "status")),
+        "attributions": sorted(Attribution.objects.values_list("purchase__external_id", "message__dedupe_key")),
+    }
+
+
+def counts() -> dict[str, int]:
+    models = (Customer, Purchase, PurchaseItem, Product, PointsEntry, TierChange, Attribution)
+    return {model.__name__: model.objects.count() for model in models}
+
+
+@pytest.fixture
+def shop() -> dt.datetime:
+    """A loyalty program with a welcome bonus and tiers, a campaign message to c-1 and two open
+    carts; returns the time the shop's orders start from."""
+    start = (timezone.now() - dt.timedelta(days=20)).replace(microsecond=0)
+    program_set(welcome_bonus=25)
+    campaign = campaign_create(
+        data={
+            "name": "We miss you",
+            "trigger": "reactivation",
+            "channel": "email",
+            "status": "active",
+            "subject": "Hello",
+            "body": "We miss you.",
+            "holdout_percent": 0,
+        }
+    )
+    reached = Customer.objects.create(external_id="c-1")
+    message_reached(campaign_id=campaign.pk, customer=reached, status="sent", at=start)
+    line = [{"sku": "TEA", "quantity": 1, "unit_price": "4.00"}]
+    cart_upsert(external_id="cart-named", customer="c-2", items=line, updated_at=start + dt.timedelta(days=5))
+    cart_upsert(external_id="cart-older", customer="c-3", items=line, updated_at=start)
+    return start
+
+
+def shop_orders(start: dt.datetime, count: int = 12) -> list[dict]:
+    customers = ["c-1", "c-2", "c-3", "c-4", "c-5"]
+    purchases = [
+        order(n, customers[n % len(customers)], start + dt.timedelta(days=1, hours=n), status=status)
+        for n, status in zip(range(count), ["completed"] * 5 + ["refunded"] + ["completed"] * 99, strict=False)
+    ]
+    purchases[1]["cart_id"] = "cart-named"  # c-2's order names its cart; c-3's follows its older cart
+    purchases[3]["total"] = "2500.00"  # c-4 goes up a tier
+    return purchases
+
+
+def test_points_stats_carts_and_attribution_are_those_of_the_bulk_api(tmp_path, shop):
+    purchases = shop_orders(shop)
+    path = write(tmp_path, ORDER_HEADER, *csv_lines(purchases))
+
+    with transaction.atomic():
+        before = transaction.savepoint()
+        output = run(path, "--batch-size", "5")
+        via_csv = stored_state()
+        transaction.savepoint_rollback(before)
+        assert not Purchase.objects.exists()
+        results = purchases_record_bulk(raw_purchases=purchases)
+        via_api = stored_state()
+
+    assert f"created {len(purchases)}, exists 0, errors 0" in output
+    assert {result.status for result in results} == {"created"}
+    assert via_csv == via_api
+    # And the state is the full one, not two equally empty ones.
+    assert ("P-0", "c-1") in via_csv["attributions"]  # c-1's order the day after its message
+    assert dict(via_csv["carts"]) == {"cart-named": "converted", "cart-older": "converted"}
+    assert {kind for _, kind, _, _ in via_csv["ledger"]} >= {"earn", "bonus"}
+    assert any(to_tier != "bronze" for _, _, to_tier, _ in via_csv["tier_changes"])
+    for customer in ("c-1", "c-2", "c-3", "c-4", "c-5"):
+        assert_ledger_consistent(customer)
+
+
+def test_a_rerun_stores_nothing_new(tmp_path, shop):
+    path = write(tmp_path, ORDER_HEADER, *csv_lines(shop_orders(shop)))
+    run(path, "--batch-size", "5")
+    before, stored, numbers = stored_state(), snapshot(), counts()
+
+    output = run(path, "--batch-size", "5")
+
+    assert "created 0, exists 12, errors 0" in output
+    assert counts() == numbers
+    assert stored_state() == before
+    assert snapshot() == stored
+
+
+def test_bad_orders_in_a_batch_of_good_ones_fail_alone_and_leave_nothing_behind(tmp_path, shop):
+    purchases_record_bulk(raw_purchases=[{**order(90, "c-1", shop), "total": "1.00", "items": []}])
+    good = shop_orders(shop, count=4)
+    path = write(
+        tmp_path,
+        ORDER_HEADER,
+        *csv_lines(good[:2]),  # lines 2-5
+        "P-90,c-1,2026-01-10T10:00:00Z,9.99,,,,,,,",  # 6: P-90 is stored with other content
+        f"B-1,only-bad,{shop.isoformat()},-3.00,,,,,,,",  # 7: a negative total
+        f"B-2,only-bad,{shop.isoformat()},4.00,,,TEA,Tea,tea,1,4.00",  # 8
+        "B-2,,,,,,MUG,Mug,kitchen,0,1.00",  # 9: its second item has no quantity
+        f"B-3,only-bad,{shop.isoformat()},4.00,,,TEA,Tea,tea,1,4.00,surplus",  # 10: a cell too many
+        *csv_lines(good[2:]),  # 11-14
+        *csv_lines(good[:1])[1:],  # 15: a line of P-0 after other orders
+    )
+
+    output, error = run_failing(path)
+
+    assert "line 6: order P-90: external_id: already used for a different purchase" in output
+    assert "line 7: order B-1: total: must not be negative" in output
+    assert "line 9: order B-2: quantity: must be between 1 and 1000000" in output
+    assert "line 10: order B-3: has 12 cells but the header has 11" in output
+    assert "line 15: order P-0: external_id: order lines must be adjacent" in output
+    assert "created 4, exists 0, errors 5" in output
+    assert "5 order(s) failed" in error
+    # The good orders are whole; of the bad ones nothing is stored, not even their customer.
+    assert set(Purchase.objects.values_list("external_id", flat=True)) == {"P-0", "P-1", "P-2", "P-3", "P-90"}
+    assert PurchaseItem.objects.filter(purchase__external_id="P-0").count() == 2
+    assert not PurchaseItem.objects.filter(purchase__external_id__startswith="B-").exists()
+    assert not Customer.objects.filter(external_id="only-bad").exists()
+    assert Purchase.objects.get(external_id="P-90").total == Decimal("1.00")
+    assert not PointsEntry.objects.filter(customer__external_id="only-bad").exists()
+    c1 = Customer.objects.get(external_id="c-1")
+    assert c1.total_spent == Decimal("1.00") + Decimal(good[0]["total"])
+    assert PointsEntry.objects.filter(kind="earn", purchase__external_id__in=["P-0", "P-1", "P-2", "P-3"]).count() == 4
+
+
+def test_a_file_of_many_batches_reports_lines_across_them(tmp_path, shop):
+    purchases = shop_orders(shop, count=9)
+    lines = csv_lines(purchases)  # two lines per order: P-n starts on line 2 + 2n
+    lines[6] = lines[6].replace(",2,", ",-2,")  # P-3's first item, in the second batch: line 8
+    lines.append(lines[0])  # P-0 again, in the fifth batch: line 20
+
+    output, _ = run_failing(write(tmp_path, ORDER_HEADER, *lines), "--batch-size", "2")
+
+    assert "line 8: order P-3: quantity: must be between 1 and 1000000" in output
+    assert "line 20: order P-0: external_id: order lines must be adjacent" in output
+    assert "created 8, exists 0, errors 2" in output
+    assert Purchase.objects.count() == 8
+    assert PurchaseItem.objects.count() == 16
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--batch-size", "0", "--batch-size must be between 1 and 1000"),
+        ("--batch-size", "1001", "--batch-size must be between 1 and 1000"),
+        ("--jobs", "0", "--jobs must be between 1 and 8"),
+        ("--progress-every", "0", "--progress-every must be a positive number"),
+    ],
+)
+def test_out_of_range_options_are_refused(tmp_path, option, value, message):
+    path = write(tmp_path, ITEM_HEADER, *GOOD_ROWS)
+
+    with pytest.raises(CommandError, match=message):
+        run(path, option, value)
+    assert not Purchase.objects.exists()
+
+
+def test_without_a_writable_temporary_directory_the_command_says_so(tmp_path, monkeypatch):
+    path = write(tmp_path, ITEM_HEADER, *GOOD_ROWS)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
+
+    with pytest.raises(CommandError, match=r"no temporary file for the order ids .* set TMPDIR"):
+        run(path)
+    assert not Purchase.objects.exists()
+
+
+# --- Progress ------------------------------------------------------------------------------------
+
+PROGRESS_LINE = re.compile(r"import_purchases: ([\d,]+) / 4 lines \((\d+) %\), [\d,]+ lines/s, ETA \d+:\d\d:\d\d")
+
+
+def run_with_stderr(path: Path, *args: str) -> list[str]:
+    err = io.StringIO()
+    call_command("import_purchases", str(path), *args, stdout=io.StringIO(), stderr=err)
+    return err.getvalue().splitlines()
+
+
+def test_off_a_terminal_progress_is_a_line_every_few_seconds_with_count_rate_and_eta(tmp_path):
+    path = write(tmp_path, ITEM_HEADER, *GOOD_ROWS)
+
+    lines = run_with_stderr(path, "--batch-size", "1", "--progress-every", "0.000001")
+
+    matches = [PROGRESS_LINE.fullmatch(line) for line in lines]
+    assert all(matches), lines
+    done = [int(match[1]) for match in matches]
+    assert done[0] == 2  # after A-1, the first order, on two lines
+    assert done == sorted(done)
+    assert lines[-1].startswith("import_purchases: 4 / 4 lines (100 %)")
+
+
+def test_a_short_import_prints_its_closing_line_only_and_no_progress_prints_none(tmp_path):
+    path = write(tmp_path, ITEM_HEADER, *GOOD_ROWS)
+
+    lines = run_with_stderr(path)  # done well within the default 5 s
+
+    assert len(lines) == 1
+    assert PROGRESS_LINE.fullmatch(lines[0])
+    assert lines[0].startswith("import_purchases: 4 / 4 lines (100 %)")
+    assert run_with_stderr(path, "--no-progress") == []
+
+
+# --- Batches side by side, each writer on its own connection (so: committed data) ---------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_writers_side_by_side_record_what_one_would_and_report_in_file_order(tmp_path):
+    program_set(welcome_bonus=10)
+    start = (timezone.now() - dt.timedelta(days=30)).replace(microsecond=0)
+    purchases = [order(n, f"c-{n % 6}", start + dt.timedelta(hours=n)) for n in range(30)]
+    lines = csv_lines(purchases)
+    lines[20] = lines[20].replace("completed", "lost")  # P-10's first line: line 22
+    lines.append(lines[4])  # P-2 again: line 62
+    path = write(tmp_path, ORDER_HEADER, *lines)
+
+    output, _ = run_failing(path, "--jobs", "3", "--batch-size", "4")
+
+    assert "line 22: order P-10: status: must be one of" in output
+    assert "line 62: order P-2: external_id: order lines must be adjacent" in output
+    assert "created 29, exists 0, errors 2" in output
+    assert output.index("line 22") < output.index("line 62")
+    assert Purchase.objects.count() == 29
+    assert PointsEntry.objects.filter(kind="earn").count() == 29
+    assert PointsEntry.objects.filter(idempotency_key__startswith="bonus:welcome:").count() == 6
+    for number in range(6):
+        customer = Customer.objects.get(external_id=f"c-{number}")
+        completed = Purchase.objects.filter(customer=customer, status="completed")
+        assert customer.orders_count == completed.count()
+        assert customer.total_spent == sum(p.total for p in completed)
+        assert_ledger_consistent(customer.external_id)
+
+    again, _ = run_failing(path, "--jobs", "3", "--batch-size", "4")
+
+    assert "created 0, exists 29, errors 2" in again
+    assert Purchase.objects.count() == 29
+
+
+@pytest.mark.django_db(transaction=True)
+def test_writers_side_by_side_keep_what_was_read_before_an_unreadable_line(tmp_path):
+    path = write(
+        tmp_path,
+        "external_id,customer,placed_at,total",
+        "S-1,c-1,2026-01-10T10:00:00Z,4.00",
+        "S-2,c-1,2026-01-11T10:00:00Z,4.00",
+        "S-3,c-1,2026-01-12T10:00:00Z,4.00",
+        f"S-4,c-1,2026-01-13T10:00:00Z,{'9' * 200_000}",
+    )
+
+    output, error = run_failing(path, "--jobs", "2", "--batch-size", "1")
+
+    assert sorted(Purchase.objects.values_list("external_id", flat=True)) == ["S-1", "S-2"]
+    assert "created 2, exists 0, errors 0" in output
+    assert "stopped reading at line 5" in error

@@ -1,26 +1,29 @@
 """``manage.py import_purchases FILE.csv``: load a shop's order export (SPEC §7). See docs/IMPORT.md.
 
 An interface only: it parses the options, hands the file to ``customers.csv_import`` (which records
-every order through ``PurchaseInput.clean`` and ``purchase_record``) and reports what happened.
-Safe to re-run: orders are keyed on their external_id, so ones already stored count as ``exists``.
+the orders in batches through ``purchases_record_bulk``, the bulk API's service), shows progress and
+reports what happened. Safe to re-run: orders are keyed on their external_id, so ones already
+stored count as ``exists``.
 """
 
 import csv
 import logging
 import sys
 from collections import Counter
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from pathlib import Path
 from typing import Any, TextIO
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from tqdm import tqdm
 
 from customers.csv_import import (
+    BATCH_ORDERS,
     CREATED,
     ERROR,
     EXISTS,
     FIELDS,
+    JOBS,
+    MAX_JOBS,
     CsvImportError,
     PurchaseCsv,
     RowError,
@@ -28,6 +31,8 @@ from customers.csv_import import (
     mapping_parse,
     orders_import,
 )
+from customers.services.bulk import MAX_BULK_PURCHASES
+from retention_crm.progress import LINE_EVERY_SECONDS, progress_report
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +67,15 @@ def error_line(error: RowError) -> str:
     return f"line {error.line}: order {order}: " + (f"{where}: " if where else "") + error.message
 
 
+def progress_stream(options: dict[str, Any]) -> TextIO:
+    """The stream progress goes to: the one given to call_command, else the process's stderr.
+
+    Not ``self.stderr``: that wrapper ends every write with a newline, which breaks a bar's
+    redraws and doubles the newline of each progress line.
+    """
+    return options.get("stderr") or sys.stderr
+
+
 class Command(BaseCommand):
     help = (
         "Import purchases from a CSV file: one line per order, or one per item line with the order's "
@@ -86,9 +100,35 @@ class Command(BaseCommand):
         )
         parser.add_argument("--errors-csv", metavar="PATH", help="also write the error report to this CSV file")
         parser.add_argument("--dry-run", action="store_true", help="validate and report, write nothing")
-        parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+        parser.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
+        parser.add_argument(
+            "--progress-every",
+            type=float,
+            default=LINE_EVERY_SECONDS,
+            metavar="SECONDS",
+            help=f"off a terminal, print a progress line this often (default {LINE_EVERY_SECONDS:g})",
+        )
+        parser.add_argument(
+            "--batch-size",
+            type=int,
+            default=BATCH_ORDERS,
+            metavar="ORDERS",
+            help=f"orders recorded together (1 to {MAX_BULK_PURCHASES}, default {BATCH_ORDERS})",
+        )
+        parser.add_argument(
+            "--jobs",
+            type=int,
+            default=JOBS,
+            help=f"batches recorded side by side, each on its own connection (1 to {MAX_JOBS}, default {JOBS})",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if not 1 <= options["batch_size"] <= MAX_BULK_PURCHASES:
+            raise CommandError(f"--batch-size must be between 1 and {MAX_BULK_PURCHASES}")
+        if not 1 <= options["jobs"] <= MAX_JOBS:
+            raise CommandError(f"--jobs must be between 1 and {MAX_JOBS}")
+        if options["progress_every"] <= 0:
+            raise CommandError("--progress-every must be a positive number of seconds")
         try:
             source = PurchaseCsv(
                 options["file"],
@@ -103,9 +143,7 @@ class Command(BaseCommand):
         with ExitStack() as stack:
             stack.enter_context(source)
             report = ErrorReport(self._errors_csv_open(stack, options["errors_csv"], source.path))
-            tally, stopped = self._import(
-                source, report, dry_run=options["dry_run"], progress=not options["no_progress"]
-            )
+            tally, stopped = self._import(source, report, options)
 
         self._print_report(report)
         dry_run = "dry run, nothing written: " if options["dry_run"] else ""
@@ -130,20 +168,30 @@ class Command(BaseCommand):
             raise CommandError(f"{tally[ERROR]} order(s) failed; see the error report above")
 
     def _import(
-        self, source: PurchaseCsv, report: ErrorReport, *, dry_run: bool, progress: bool
+        self, source: PurchaseCsv, report: ErrorReport, options: dict[str, Any]
     ) -> tuple[Counter[str], CsvImportError | None]:
         """Orders counted by outcome, and the error that stopped the reading early, if one did."""
         tally: Counter[str] = Counter()
         done = source.header_end_line
-        total = (source.total_lines - done) or None
-        disable = not progress or not sys.stderr.isatty()
-        with tqdm(total=total, unit=" lines", file=sys.stderr, disable=disable) as bar:
+        progress = progress_report(
+            total=(source.total_lines - done) or None,
+            unit="lines",
+            label="import_purchases",
+            stream=progress_stream(options),
+            enabled=not options["no_progress"],
+            every=options["progress_every"],
+        )
+        results = orders_import(
+            source.orders(), dry_run=options["dry_run"], batch_size=options["batch_size"], jobs=options["jobs"]
+        )
+        # closing(): whatever ends the loop (Ctrl-C too), the writers finish their batch and stop.
+        with progress as tick, closing(results):
             try:
-                for result in orders_import(source.orders(), dry_run=dry_run):
+                for result in results:
                     tally[result.status] += 1
                     for error in result.errors:
                         report.add(error)
-                    bar.update(result.end_line - done)
+                    tick(result.end_line - done)
                     done = result.end_line
             except CsvImportError as exc:
                 # The rest of the file cannot be read; what came before stays recorded (re-runs are safe).
