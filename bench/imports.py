@@ -38,6 +38,7 @@ import random
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -280,9 +281,17 @@ def report(targets: list[Target], *, lines: int, orders: int, memory_lines: int,
         f"data set of bench/generate.py ({data_set[0]:,} customers, about {data_set[1]:,} purchases) and into "
         "an empty database (where every customer is new and gets its welcome bonus), next to PostgreSQL's "
         "COPY of the same file in the same run, on the 2-core machine above. "
-        f"Results: {'; '.join(f'{t.name}: {t.full.summary}' for t in targets)}."
+        f"Results: {'; '.join(f'{t.name}: {t.full.summary}' for t in targets)}. Where the time goes, and "
+        "what would raise the rate: [IMPORT.md](IMPORT.md#batches-and-speed)."
     )
-    return intro + "\n\n" + "\n".join(rows)
+    heading, text = intro.split("\n\n", 1)
+    return (
+        heading
+        + "\n\n"
+        + textwrap.fill(text, width=100, break_on_hyphens=False, break_long_words=False)
+        + "\n\n"
+        + "\n".join(rows)
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
