@@ -5,6 +5,7 @@ API can answer a 400 with ``fields`` and the import can report the row and colum
 """
 
 import datetime as dt
+import math
 import re
 import zoneinfo
 from collections.abc import Iterable
@@ -160,6 +161,8 @@ def _json_problem(value: Any, max_depth: int) -> str | None:
         if isinstance(item, str):
             if problem := text_problem(item):
                 return problem
+        elif isinstance(item, float) and not math.isfinite(item):  # JSON's 1e400 parses as inf
+            return "numbers must be finite"
         elif isinstance(item, dict | list):
             if depth > max_depth:
                 return f"must not nest deeper than {max_depth} levels"
@@ -172,7 +175,7 @@ def _json_problem(value: Any, max_depth: int) -> str | None:
                 items = item.values()
             else:
                 items = item
-            stack.extend((child, depth + 1) for child in items if isinstance(child, str | dict | list))
+            stack.extend((child, depth + 1) for child in items if isinstance(child, str | float | dict | list))
     return None
 
 

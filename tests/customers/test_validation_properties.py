@@ -102,3 +102,14 @@ def test_phone_numbers_are_e164_or_refused(value):
     result = clean_or_refuse(v.clean_phone, value)
     if not isinstance(result, ApplicationError) and result:
         assert result.startswith("+") and result[1:].isdigit() and 8 <= len(result) <= 16
+
+
+def test_attributes_with_a_number_json_cannot_hold_are_refused_by_name():
+    import pytest
+
+    from customers.services import validation as v
+    from retention_crm.errors import ApplicationError
+
+    with pytest.raises(ApplicationError, match="numbers must be finite"):
+        v.clean_attributes({"x": [1, float("inf")]})
+    assert v.clean_attributes({"x": 1.5}) == {"x": 1.5}
