@@ -39,8 +39,7 @@ class LineProgress:
         rate = self.done / elapsed if elapsed > 0 else 0.0
         if self.total:
             share = f" / {self.total:,} {self.unit} ({100 * self.done / self.total:.0f} %)"
-            left = (self.total - self.done) / rate if rate else 0.0
-            eta = f", ETA {_duration(left)}"
+            eta = f", ETA {_duration((self.total - self.done) / rate)}" if rate else ""
         else:
             share, eta = f" {self.unit}", ""
         return f"{self.label}: {self.done:,}{share}, {rate:,.0f} {self.unit}/s{eta}"
