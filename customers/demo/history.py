@@ -111,7 +111,9 @@ DEMO_CAMPAIGNS = (
         },
         every_days=3,  # a cart stays eligible for 96 hours: a run every three days reaches each one
         organic=0.1,
-        lift=0.18,
+        # Carts are few a day and a fifth are held out: at a smaller lift the control comparison's
+        # p-value crosses 0.05 on some days the demo is seeded on (0.18 gave 0.068).
+        lift=0.3,
     ),
     DemoCampaign(
         data={
