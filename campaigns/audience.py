@@ -121,6 +121,20 @@ def granted_sql(channel: str) -> Sql:
     )
 
 
+def granted_join(alias: str, channel: str, *, customer: str) -> Sql:
+    """``granted_sql`` as a LEFT JOIN: the granted consent of ``customer`` for ``channel`` as
+    ``alias`` (NULL columns without one; consents are unique per customer and channel).
+
+    For statements over many rows: the planner can hash a join, where the correlated EXISTS is one
+    index lookup per row (a million of them when a million journey entries are due at once).
+    """
+    return Sql.format(
+        f" LEFT JOIN customers_consent {alias} ON {alias}.customer_id = {customer}"
+        f" AND {alias}.channel = {{channel}} AND {alias}.granted",
+        channel=value(channel),
+    )
+
+
 def audience_sql(audience: dict[str, Any]) -> list[Sql]:
     """Conditions on ``c`` for a cleaned audience filter."""
     conditions: list[Sql] = []

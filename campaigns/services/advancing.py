@@ -21,13 +21,14 @@ import logging
 
 from django.db import connection
 
-from campaigns.audience import granted_sql
+from campaigns.audience import granted_join
 from campaigns.journey import Journey, Step, journey_of
 from campaigns.models import Campaign, ExitOn
 from campaigns.services.evaluation import EvaluationResult
 from campaigns.services.policy import Policy, customer_tz_sql
 from campaigns.services.steps_sql import (
     Arrival,
+    address_sql,
     arrival,
     message_ctes,
     message_insert,
@@ -69,16 +70,36 @@ def goal_reached_sql(campaign: Campaign) -> Sql:
     )
 
 
+def channel_checks_sql(campaign: Campaign, step: Step) -> tuple[Sql, Sql]:
+    """A message step's ``consented`` and ``addressed`` for its channel, read with the due entries'
+    customer (the campaign channel's consent is a reason to leave, so it holds for those moving),
+    and the join they need."""
+    if step.type != "message":
+        return Sql(""), Sql("")
+    if step.channel == campaign.channel:
+        consented, join = Sql("TRUE"), Sql("")
+    else:
+        consented = Sql("step_consent.customer_id IS NOT NULL")
+        join = granted_join("step_consent", step.channel, customer="e.customer_id")
+    columns = Sql.format(
+        "{consented} AS consented, {addressed} AS addressed,",
+        consented=consented,
+        addressed=Sql(address_sql(step.channel)),
+    )
+    return columns, join
+
+
 def _due_ctes(*, campaign: Campaign, step: Step, keys: list[str], now: dt.datetime, extra: Sql | None) -> Sql:
     """``due`` (locked), ``leaving`` (those that must end now, ended) and ``moving`` (the rest)."""
     now_sql = value(now, "timestamptz")
+    channel_checks, step_consent = channel_checks_sql(campaign, step)
     return Sql.format(
         "WITH due AS MATERIALIZED ("
         " SELECT e.id, e.customer_id, e.dedupe_key, e.held_out, e.cart_id, e.purchase_id, e.data, e.entered_at,"
-        "   e.step_key AS from_key, {tz} AS tz, {extra} AS condition,"
+        "   e.step_key AS from_key, {tz} AS tz, {extra} AS condition, {channel_checks}"
         "   CASE WHEN {goal} THEN 'goal' WHEN c.erased_at IS NOT NULL THEN 'erased'"
-        "        WHEN NOT {consented} THEN 'no_consent' END AS leave_reason"
-        " FROM campaigns_entry e JOIN customers_customer c ON c.id = e.customer_id"
+        "        WHEN campaign_consent.customer_id IS NULL THEN 'no_consent' END AS leave_reason"
+        " FROM campaigns_entry e JOIN customers_customer c ON c.id = e.customer_id{campaign_consent}{step_consent}"
         " WHERE e.campaign_id = {campaign} AND e.state = 'active' AND e.step_key = ANY({keys})"
         "   AND e.next_at <= {now}"
         # In id order (the order entries were written in): a large hash join hands rows back
@@ -92,8 +113,10 @@ def _due_ctes(*, campaign: Campaign, step: Step, keys: list[str], now: dt.dateti
         "), moving AS (SELECT * FROM due WHERE leave_reason IS NULL), ",
         tz=customer_tz_sql(),
         extra=extra if extra is not None else Sql("NULL::boolean"),
+        channel_checks=channel_checks,
+        campaign_consent=granted_join("campaign_consent", campaign.channel, customer="e.customer_id"),
+        step_consent=step_consent,
         goal=goal_reached_sql(campaign),
-        consented=granted_sql(campaign.channel),
         campaign=value(campaign.pk, "bigint"),
         keys=value(keys, "text[]"),
         now=now_sql,
@@ -168,7 +191,7 @@ def step_sql(
                 winner=winner,
                 policy=policy,
                 now=now,
-                check_channel=True,
+                channel_check="source",
             ),
             insert=message_insert(campaign_id=campaign.pk, step=step, entry_id="d.id", now=now),
             # Every moving entry has its planned message in msg_decided (inserted, or already there

@@ -177,17 +177,23 @@ def entering_sql(*, campaign: Campaign, policy: Policy, now: dt.datetime, winner
             "winner": winners.get(first.key),
             "policy": policy,
             "now": now,
-            "check_channel": first.channel != campaign.channel,
+            "channel_check": "join" if first.channel != campaign.channel else "none",
         }
+        # When the first message is also the last step, its entries complete whenever it goes out:
+        # nothing of the entry depends on the plan, which is then made once, for the messages.
+        plan = message_ctes(source="entering", prefix="plan", **planned) + ", "
+        entries_from = "plan_decided"
+        if journey.following(first.key) is None:
+            plan, entries_from = Sql(""), "entering"
         body = Sql.format(
-            "{plan}, entries_inserted AS (" + entry_columns + " FROM plan_decided x ON CONFLICT DO NOTHING"
+            "{plan}entries_inserted AS (" + entry_columns + f" FROM {entries_from} x ON CONFLICT DO NOTHING"
             " RETURNING id, customer_id, dedupe_key, held_out, cart_id, purchase_id, data, state, step_key"
             "), entered AS ("
             " SELECT ei.*, {tz} AS tz FROM entries_inserted ei JOIN customers_customer c ON c.id = ei.customer_id"
             "), {messages}, msg_inserted AS ({insert}"
             "), counted AS ({counted})"
             " SELECT status, reason, send_at <= {now} AS due, count(*) FROM msg_inserted GROUP BY 1, 2, 3",
-            plan=message_ctes(source="entering", prefix="plan", **planned),
+            plan=plan,
             tz=customer_tz_sql(),
             messages=message_ctes(source="entered", **planned),
             campaign_id=campaign_id,

@@ -13,6 +13,7 @@ and advancing (campaigns/services/advancing.py).
 import datetime as dt
 import hashlib
 from dataclasses import dataclass
+from typing import Literal
 
 from campaigns.audience import granted_sql
 from campaigns.journey import EXIT, IMPLICIT_STEP_KEY, Journey, Step
@@ -20,6 +21,12 @@ from campaigns.models import SuppressionReason
 from campaigns.services.policy import Policy, cap_release_sql, recent_sends_sql
 from campaigns.sql import Sql, value
 from customers.models import Channel
+
+# Where a message step's channel consent and address are checked: ``none`` (entering has checked
+# them: the step's channel is the campaign's), ``join`` (looked up here, through the customer) or
+# ``source`` (the source rows carry ``consented`` and ``addressed``: advancing reads them with the
+# due entries' customers, so the customer is joined once).
+ChannelCheck = Literal["none", "join", "source"]
 
 HOLDOUT_BUCKETS = 10_000  # the hash picks a bucket; holdout_percent * 100 of them are the control group
 
@@ -177,7 +184,7 @@ def message_ctes(
     winner: str | None,
     policy: Policy,
     now: dt.datetime,
-    check_channel: bool,
+    channel_check: ChannelCheck,
     prefix: str = "msg",
 ) -> Sql:
     """CTEs ``msg_planned`` and ``msg_decided`` (``msg`` being ``prefix``) over the rows of
@@ -191,17 +198,26 @@ def message_ctes(
     the first) hours for a hundred thousand entries.
 
     Decided per row: ``held_out`` (the control group, never sent); ``suppressed`` without the
-    step channel's consent or address (``check_channel``; entering has checked the campaign's), or
+    step channel's consent or address (see ``ChannelCheck``), or
     when the cap would defer it past ``max_defer_hours``; else ``queued`` at the end of quiet hours,
     or later when the cap defers it (reason ``frequency_cap``).
     """
     now_sql = value(now, "timestamptz")
-    consented = granted_sql(step.channel) if check_channel else Sql("TRUE")
-    addressed = address_sql(step.channel) if check_channel else "TRUE"
-    customer_join = " JOIN customers_customer c ON c.id = s.customer_id" if check_channel else ""
+    customer_join = ""
+    if channel_check == "source":
+        checks = Sql("")  # ``s.*`` carries them
+    elif channel_check == "join":
+        checks = Sql.format(
+            "{consented} AS consented, {addressed} AS addressed, ",
+            consented=granted_sql(step.channel),
+            addressed=Sql(address_sql(step.channel)),
+        )
+        customer_join = " JOIN customers_customer c ON c.id = s.customer_id"
+    else:
+        checks = Sql("TRUE AS consented, TRUE AS addressed, ")
     return Sql.format(
         f"{prefix}_planned AS ("
-        " SELECT s.*, {variant} AS variant_key, {consented} AS consented, {addressed} AS addressed,"
+        " SELECT s.*, {variant} AS variant_key, {checks}"
         "   {scheduled} AS scheduled_at, {release} AS release"
         f" FROM {source} s{customer_join} LEFT JOIN LATERAL ({{recent}}) r ON TRUE"
         # A fence: pulled up into the decision, each use of "consented" would run its subquery again.
@@ -224,8 +240,7 @@ def message_ctes(
         # "w.customer_id IN (s.customer_id)": one customer's sends, read off the cap index.
         recent=recent_sends_sql(customers="s.customer_id", now=now, policy=policy),
         variant=variant_sql(campaign_id=campaign_id, step=step, customer_id="s.customer_id", winner=winner),
-        consented=consented,
-        addressed=addressed,
+        checks=checks,
         scheduled=policy.outside_quiet_hours(now_sql, Sql("s.tz")),
         release=cap_release_sql(recent="r", now=now, policy=policy),
         over_limit=policy.over_defer_limit(release="p.release", planned="p.scheduled_at"),

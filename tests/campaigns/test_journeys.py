@@ -170,3 +170,30 @@ def test_a_purchase_before_a_deferred_message_goes_out_suppresses_it(make_campai
     message.refresh_from_db()
     assert (message.status, message.reason) == ("suppressed", "goal")
     assert messages_send_batch(campaign_id=campaign.pk, now=late + 12 * HOUR).sent == 0
+
+
+def test_a_later_step_on_another_channel_checks_that_channels_consent_and_address(make_campaign, make_customer):
+    lapsed_at = NOON - dt.timedelta(days=100)
+    reachable = make_customer(
+        external_id="sms-ok", channels=("email", "sms"), phone="+4915100000001", last_purchase_at=lapsed_at
+    )
+    no_consent = make_customer(
+        external_id="sms-no", channels=("email",), phone="+4915100000002", last_purchase_at=lapsed_at
+    )
+    no_phone = make_customer(external_id="sms-nophone", channels=("email", "sms"), phone="", last_purchase_at=lapsed_at)
+    steps = [
+        SERIES[0],
+        SERIES[1],
+        {"key": "text", "type": "message", "channel": "sms", "body": "Your cart is still here"},
+    ]
+    campaign = make_campaign("reactivation", steps=steps)
+    campaign_evaluate(campaign_id=campaign.pk, now=NOON)
+    campaign_evaluate(campaign_id=campaign.pk, now=NOON + DAY)
+    texts = {m.customer_id: (m.channel, m.status, m.reason) for m in messages_of(campaign, step_key="text")}
+    assert texts == {
+        reachable.pk: ("sms", "queued", ""),
+        no_consent.pk: ("sms", "suppressed", "no_consent"),
+        no_phone.pk: ("sms", "suppressed", "no_address"),
+    }
+    # The campaign's own channel still decides who stays in: all three walked to the end.
+    assert {e.state for e in entries(campaign)} == {"completed"}
