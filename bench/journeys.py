@@ -189,7 +189,7 @@ def bench_evaluation(rounds: int) -> dict:
     best = {name: min(values) for name, values in runs.items()}
     assert best["journey_bound"][1] == best["journey"][1], best  # the same rows either way
     assert best["one_bound"][1] == best["one"][1], best
-    return {**best, "rerun": rerun}
+    return {**best, "rerun": rerun, "runs": runs}
 
 
 # --- 2. Advancing due entries -----------------------------------------------------------------------
@@ -345,7 +345,7 @@ def bench_advance(count: int, rounds: int, explain: bool, entered: dt.datetime) 
     campaign_clear(campaign)
     best = {name: min(values) for name, values in runs.items()}
     assert best["bound"][1] == best["bound_entries"][1] == best["advance"][1] == rows, (rows, best)
-    return {**best, "entries": rows, "plan": plan}
+    return {**best, "entries": rows, "plan": plan, "runs": runs}
 
 
 # --- Around the runs -------------------------------------------------------------------------------
@@ -393,6 +393,15 @@ def report(evaluation: dict, advancing: dict, memory: tuple, customers: int, pur
         f"| {evaluation['rerun'][0]:.1f} s | | |",
         f"| the one-step campaign as `bench/campaigns.py` measures it ({one[1]:,} messages) | {one[0]:.1f} s "
         f"| plain INSERT ... SELECT of the same messages: {one_bound_run[0]:.1f} s | {ratio(one, one_bound_run)} |",
+        f"| the same one-step campaign against the bound that also writes an entry per message (as it does) "
+        f"| {one[0]:.1f} s | plain INSERT ... SELECT of the same entries and messages: {journey_bound_run[0]:.1f} s "
+        f"| {ratio(one, journey_bound_run)} |",
+        "",
+        "Every message belongs to an entry since journeys (SPEC §4.1), one-step campaigns too: their",
+        "evaluation writes twice the rows it did, so against the messages-only bound of `bench/campaigns.py`",
+        "it went from 1.30x to the ratio above; against the bound that writes the same rows it is the",
+        "last line. The advance's own cost beyond its bound is reading the due entries with their",
+        "customers, consents and goal purchases, locking them in id order, and one cap lookup per entry.",
     ]
     return "\n".join(lines)
 
