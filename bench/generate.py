@@ -28,6 +28,9 @@ import psycopg
 from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from metrics.rollup_sql import DAY_TRIGGERS, rebuild_sql  # plain SQL text, no Django
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
@@ -431,6 +434,31 @@ def _prepare(cur: psycopg.Cursor, *, drop: bool) -> None:
             raise LoadRefused(f"{table} is not empty; pass --drop to truncate the loaded tables first.")
 
 
+def _rollup_triggers_set(cur: psycopg.Cursor, *, enabled: bool) -> bool:
+    """Turn the metrics rollup triggers on or off (a database migrated without them: no-op)."""
+    cur.execute("SELECT tgname FROM pg_trigger WHERE tgname = ANY(%s)", [list(DAY_TRIGGERS)])
+    names = [name for (name,) in cur.fetchall()]
+    for name in names:
+        action = "ENABLE" if enabled else "DISABLE"
+        statement = sql.SQL("ALTER TABLE {} " + action + " TRIGGER {}")
+        cur.execute(statement.format(sql.Identifier(PURCHASE), sql.Identifier(name)))
+    return bool(names)
+
+
+def _rollups_rebuild(cur: psycopg.Cursor, store_timezone: str) -> int:
+    """The rollups from the loaded purchases, as ``manage.py metrics_rollups_rebuild`` computes them."""
+    cur.execute("DELETE FROM metrics_daychaindelta")
+    cur.execute("DELETE FROM metrics_daychain")
+    cur.execute(rebuild_sql(), {"zone": store_timezone})
+    pairs = cur.rowcount
+    cur.execute(
+        "INSERT INTO metrics_rollupstate (id, time_zone, built_at) VALUES (1, %s, now())"
+        " ON CONFLICT (id) DO UPDATE SET time_zone = EXCLUDED.time_zone, built_at = EXCLUDED.built_at",
+        [store_timezone],
+    )
+    return pairs
+
+
 def bench_load(
     conn: psycopg.Connection,
     *,
@@ -479,6 +507,7 @@ def bench_load(
 
         step("purchases")
         started = time.monotonic()
+        rollup_triggers = _rollup_triggers_set(cur, enabled=False)  # rebuilt once below
         report.time("purchases", started, _copy(cur, PURCHASE, PURCHASE_COLUMNS, gen.purchase_lines()))
 
         step("carts")
@@ -504,6 +533,12 @@ def bench_load(
         started = time.monotonic()
         _restore_indexes(cur, saved)
         report.time("indexes and foreign keys", started)
+
+        if rollup_triggers:
+            step("metrics rollups")
+            started = time.monotonic()
+            report.time("metrics rollups (one INSERT)", started, _rollups_rebuild(cur, store_timezone))
+            _rollup_triggers_set(cur, enabled=True)
 
     step("vacuum analyze")
     started = time.monotonic()

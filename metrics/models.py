@@ -112,3 +112,60 @@ class Dashboard(models.Model):
 
     def __str__(self) -> str:
         return "Retention dashboard"
+
+
+# --- Rollups kept current by the database (metrics/rollups.py) ---------------------------------------
+
+# A customer's chain of purchase days starts before every date and ends after every date: the
+# pairs (FIRST_DAY, d1) and (dk, LAST_DAY) stand for "nothing before" and "nothing after".
+CHAIN_FIRST_DAY = "0001-01-01"
+CHAIN_LAST_DAY = "9999-12-31"
+
+
+class DayChain(models.Model):
+    """How many customers have a completed purchase on ``day`` and their next one on ``next_day``
+    (store-local days, no purchase in between): one unit per consecutive pair of each customer's
+    distinct purchase days, plus the two ends.
+
+    Any customer has exactly one pair with day < t <= next_day for any date t (its last purchase
+    day before t), so "customers active at t" is a sum over a range of pairs, not a scan of the
+    purchases. Compacted from ``DayChainDelta``; read together with it.
+    """
+
+    day = models.DateField()
+    next_day = models.DateField()
+    customers = models.BigIntegerField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["day", "next_day"], name="day_chain_one_per_pair")]
+
+    def __str__(self) -> str:
+        return f"{self.day} -> {self.next_day}: {self.customers}"
+
+
+class DayChainDelta(models.Model):
+    """Changes to ``DayChain`` not yet folded in, appended by the purchase triggers (one row per
+    changed pair and writing statement, never updated: concurrent writers never wait on each other)."""
+
+    id = models.BigAutoField(primary_key=True)
+    day = models.DateField()
+    next_day = models.DateField()
+    customers = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.day} -> {self.next_day}: {self.customers:+}"
+
+
+class RollupState(models.Model):
+    """The time zone the rollups' days are in, and when they were last built from the purchases.
+
+    The purchase triggers write days in this zone; the fast reads serve only while it is the
+    store's TIME_ZONE (a changed TIME_ZONE needs ``manage.py metrics_rollups_rebuild``)."""
+
+    SINGLETON_ID = 1
+    id = models.PositiveSmallIntegerField(primary_key=True, default=SINGLETON_ID)
+    time_zone = models.CharField(max_length=64)
+    built_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"rollups in {self.time_zone}, built {self.built_at:%Y-%m-%d %H:%M}"

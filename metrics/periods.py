@@ -35,6 +35,12 @@ def local_midnight(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day, dt.time(), tzinfo=store_tz())
 
 
+def local_day_of_midnight(moment: dt.datetime) -> dt.date | None:
+    """The store-local date ``moment`` is the midnight of, or None when it is not a local midnight."""
+    day = moment.astimezone(store_tz()).date()
+    return day if local_midnight(day) == moment else None
+
+
 def shift_days(moment: dt.datetime, days: int) -> dt.datetime:
     """``moment`` plus ``days`` on the store's wall clock (aware arithmetic in one zone is wall time)."""
     return moment.astimezone(store_tz()) + dt.timedelta(days=days)

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from django.db.models import Case, Count, Exists, IntegerField, Max, OuterRef, Q, QuerySet, Value, When
 
 from customers.models import Customer, Purchase, PurchaseStatus
-from metrics.periods import DEFAULT_WINDOW_DAYS, shift_days
+from metrics.periods import DEFAULT_WINDOW_DAYS, local_day_of_midnight, shift_days
+from metrics.rollups import chain_counts
 
 # A restriction to some customers: a queryset of customer primary keys, e.g.
 # ``Message.objects.filter(campaign=c, status="held_out").values("customer_id")``. It is used as a
@@ -78,11 +79,58 @@ def retention(
     window_days: int = DEFAULT_WINDOW_DAYS,
     customer_ids: CustomerIds | None = None,
 ) -> Retention:
-    """The SPEC §5 retention table for ``[start, end)``, in two or three queries.
+    """The SPEC §5 retention table for ``[start, end)``.
 
     ``customer_ids`` restricts every count to those customers (a campaign's treated or control
-    group); without it the whole shop counts.
+    group); without it the whole shop counts. Read off the day-chain rollup when it can answer
+    (the whole shop, store-local midnights, a period no longer than the window), else computed
+    from the purchases (``retention_live``, the reference the rollup is tested against).
     """
+    if customer_ids is None:
+        fast = retention_from_rollups(start=start, end=end, window_days=window_days)
+        if fast is not None:
+            return fast
+    return retention_live(start=start, end=end, window_days=window_days, customer_ids=customer_ids)
+
+
+def _new_customers(start: dt.datetime, end: dt.datetime, customer_ids: CustomerIds | None) -> QuerySet[Customer]:
+    new = Customer.objects.filter(first_purchase_at__gte=start, first_purchase_at__lt=end)
+    return new if customer_ids is None else new.filter(pk__in=customer_ids)
+
+
+def retention_from_rollups(*, start: dt.datetime, end: dt.datetime, window_days: int) -> Retention | None:
+    """``retention`` from the day chain in two indexed reads, or None when the rollup cannot answer."""
+    start_day, end_day = local_day_of_midnight(start), local_day_of_midnight(end)
+    if start_day is None or end_day is None or shift_days(end, -window_days) > start:
+        return None
+    new = _new_customers(start, end, None)
+    counts = chain_counts(start_day=start_day, end_day=end_day, window_days=window_days, new_customers=new)
+    if counts is None:
+        return None
+    # Every new customer bought in [start, end), inside the end window: all are active at end.
+    new_customers = counts.new_customers
+    retained = counts.active_start - counts.lost
+    return Retention(
+        start=start,
+        end=end,
+        window_days=window_days,
+        customers_start=counts.active_start,
+        customers_end=counts.active_end,
+        new_customers=new_customers,
+        retained=retained,
+        reactivated=counts.active_end - retained - new_customers,
+        lost=counts.lost,
+    )
+
+
+def retention_live(
+    *,
+    start: dt.datetime,
+    end: dt.datetime,
+    window_days: int = DEFAULT_WINDOW_DAYS,
+    customer_ids: CustomerIds | None = None,
+) -> Retention:
+    """The retention table computed from the purchases, in two or three queries."""
     start_from = shift_days(start, -window_days)
     end_from = shift_days(end, -window_days)
     at_start = Q(placed_at__gte=start_from, placed_at__lt=start)
@@ -105,9 +153,7 @@ def retention(
         end_only=Count("customer_id", filter=Q(in_start=0, in_end=1)),
     )
 
-    new = Customer.objects.filter(first_purchase_at__gte=start, first_purchase_at__lt=end)
-    if customer_ids is not None:
-        new = new.filter(pk__in=customer_ids)
+    new = _new_customers(start, end, customer_ids)
     if end_from <= start:
         # Every new customer bought in [start, end), inside the end window: all are active at end.
         new_customers = new_active = new.count()

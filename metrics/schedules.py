@@ -30,6 +30,28 @@ METRICS_SCHEDULES = (
 )
 
 
-def metrics_schedules_ensure(*, periodic_task_model: Any = None, crontab_model: Any = None) -> int:
+ROLLUP_SCHEDULES = (
+    Schedule(
+        name="metrics: compact rollups",
+        task="metrics.compact_rollups",
+        queue=SCHEDULE_QUEUE,
+        every_minutes=1,
+        description="Folds the purchase triggers' rollup changes into the day chain, so reads sum few rows.",
+    ),
+)
+
+
+def metrics_schedules_ensure(
+    *,
+    schedules: tuple[Schedule, ...] = METRICS_SCHEDULES + ROLLUP_SCHEDULES,
+    periodic_task_model: Any = None,
+    interval_model: Any = None,
+    crontab_model: Any = None,
+) -> int:
     """Create the metrics beat schedules that do not exist yet; returns how many were created."""
-    return schedules_ensure(METRICS_SCHEDULES, periodic_task_model=periodic_task_model, crontab_model=crontab_model)
+    return schedules_ensure(
+        schedules,
+        periodic_task_model=periodic_task_model,
+        interval_model=interval_model,
+        crontab_model=crontab_model,
+    )

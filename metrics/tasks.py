@@ -9,6 +9,7 @@ from typing import Any
 from celery import shared_task
 
 from metrics.churn_risk import customer_scores_refresh
+from metrics.rollups import rollups_compact
 from metrics.snapshots import snapshots_fill
 from retention_crm.celery import retrying_task_options
 
@@ -29,3 +30,9 @@ def refresh_customer_scores() -> dict[str, Any]:
 @shared_task(name="metrics.take_daily_snapshots", **METRICS_TASK_KWARGS)
 def take_daily_snapshots() -> list[str]:
     return [day.isoformat() for day in snapshots_fill()]
+
+
+# Every minute: short, and a missed run only leaves more rows for the next one.
+@shared_task(name="metrics.compact_rollups", queue="metrics", ignore_result=True)
+def compact_rollups() -> int | None:
+    return rollups_compact()

@@ -35,7 +35,10 @@ def revoke_permissions(apps, schema_editor):
 def seed_schedules(apps, schema_editor):
     from metrics.schedules import metrics_schedules_ensure
 
+    from metrics.schedules import METRICS_SCHEDULES
+
     metrics_schedules_ensure(
+        schedules=METRICS_SCHEDULES,
         periodic_task_model=apps.get_model("django_celery_beat", "PeriodicTask"),
         crontab_model=apps.get_model("django_celery_beat", "CrontabSchedule"),
     )
