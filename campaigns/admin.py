@@ -16,8 +16,10 @@ removing or reordering steps needs the campaign paused: the list says so, and a 
 with each step's counts (``campaigns.flow_svg``); preview and send test take a step and variant.
 """
 
+import contextlib
 import json
 import logging
+import uuid
 from collections.abc import Callable
 from decimal import Decimal
 from functools import partial, wraps
@@ -29,6 +31,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
+from django.db.models import Q
 from django.http import (
     Http404,
     HttpRequest,
@@ -68,8 +71,10 @@ from campaigns.services.audience import Target, campaign_audience_estimate, cust
 from campaigns.services.editor import channel_destination, email_destination
 from campaigns.services.sending import MAX_SEND_ATTEMPTS
 from campaigns.triggers import TRIGGERS
-from customers.models import Channel, Customer
+from customers.models import Channel, Customer, Purchase
+from customers.selectors import customer_ids_with_external_id
 from retention_crm.errors import ApplicationError
+from retention_crm.pagination import CappedCountAdminMixin, IndexedOrderChangeList
 from retention_crm.readonly_admin import ReadOnlyAdminMixin
 
 logger = logging.getLogger(__name__)
@@ -886,7 +891,7 @@ def _wait_reason(message: Message, policy: display.PolicyView, now: Any) -> str:
     )
 
 
-class MessageChangeList(ChangeList):
+class MessageChangeList(IndexedOrderChangeList):
     """The message list: why each queued message waits, with the contact policy read once per page."""
 
     def get_results(self, request: HttpRequest) -> None:
@@ -907,8 +912,19 @@ class ReasonFilter(admin.SimpleListFilter):
         return queryset.filter(reason=self.value()) if self.value() else queryset
 
 
+def exact_key_search(term: str) -> Q:
+    """Messages or entries of the customer with exactly this external id, or with exactly this
+    dedupe key in any campaign. The dedupe key is unique per campaign, so naming every campaign
+    (a few dozen ids) lets that index serve it; each arm is one index probe."""
+    condition = Q(customer_id__in=customer_ids_with_external_id(term))
+    campaign_ids = list(Campaign.objects.values_list("pk", flat=True))
+    if campaign_ids:
+        condition |= Q(campaign_id__in=campaign_ids, dedupe_key=term)
+    return condition
+
+
 @admin.register(Message)
-class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class MessageAdmin(CappedCountAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "short_uuid",
         "campaign",
@@ -922,10 +938,11 @@ class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "sent_at",
     )
     list_filter = ("status", "channel", ReasonFilter, "campaign")
-    search_fields = ("uuid", "customer__external_id", "dedupe_key")
-    search_help_text = "Message UUID, customer external id or dedupe key."
+    ordering = ("-id",)
+    sortable_by: tuple[str, ...] = ()  # no other column has an index to page through
+    search_fields = ("uuid", "customer__external_id", "dedupe_key")  # the search box; see get_search_results
+    search_help_text = "Message UUID, customer external id or dedupe key, exactly."
     list_select_related = ("campaign", "customer")
-    show_full_result_count = False
     readonly_fields = [
         *(field.name for field in Message._meta.fields if field.name != "reason"),
         "reason_text",
@@ -935,6 +952,15 @@ class MessageAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return MessageChangeList
+
+    def get_search_results(self, request: HttpRequest, queryset: Any, search_term: str) -> tuple[Any, bool]:
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        condition = exact_key_search(term)
+        with contextlib.suppress(ValueError):  # a term that is no UUID is no message's UUID
+            condition |= Q(uuid=uuid.UUID(term))
+        return queryset.filter(condition), False
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
         message = self.get_object(request, unquote(object_id))
@@ -982,13 +1008,24 @@ def message_label(message: Message) -> str:
 
 
 @admin.register(Attribution)
-class AttributionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class AttributionAdmin(CappedCountAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("purchase", "campaign", "message_column", "attributed_at")
     list_filter = ("campaign",)
+    ordering = ("-pk",)  # the purchase's id: newest purchases first, read off the primary key
+    sortable_by: tuple[str, ...] = ()
+    search_fields = ("purchase__external_id", "purchase__customer__external_id")  # see get_search_results
+    search_help_text = "A purchase's external id, or a customer's: exactly."
     list_select_related = ("purchase", "campaign", "message__campaign", "message__customer")
     readonly_fields = ("purchase", "message_column", "campaign", "attributed_at")
     fields = ("purchase", "message_column", "campaign", "attributed_at")
-    show_full_result_count = False
+
+    def get_search_results(self, request: HttpRequest, queryset: Any, search_term: str) -> tuple[Any, bool]:
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        customer_ids = customer_ids_with_external_id(term)
+        purchases = Purchase.objects.filter(Q(external_id=term) | Q(customer_id__in=customer_ids))
+        return queryset.filter(purchase_id__in=purchases.values("pk")), False
 
     @admin.display(description="message")
     def message_column(self, attribution: Attribution) -> str:
@@ -996,16 +1033,23 @@ class AttributionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(Entry)
-class EntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class EntryAdmin(CappedCountAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     """Who is where in a journey (SPEC §4.1): read-only, the advancing statements write them."""
 
     list_display = ("campaign", "customer", "state", "step_key", "next_at", "exit_reason", "held_out", "entered_at")
     list_filter = ("state", "exit_reason", "held_out", "campaign")
-    search_fields = ("customer__external_id", "dedupe_key")
-    search_help_text = "Customer external id or dedupe key."
+    ordering = ("-id",)
+    sortable_by: tuple[str, ...] = ()  # no other column has an index to page through
+    search_fields = ("customer__external_id", "dedupe_key")  # the search box; see get_search_results
+    search_help_text = "Customer external id or dedupe key, exactly."
     list_select_related = ("campaign", "customer")
-    show_full_result_count = False
     readonly_fields = [field.name for field in Entry._meta.fields]
+
+    def get_search_results(self, request: HttpRequest, queryset: Any, search_term: str) -> tuple[Any, bool]:
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return queryset.filter(exact_key_search(term)), False
 
 
 @admin.register(ContactPolicy)

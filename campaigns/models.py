@@ -257,7 +257,9 @@ class Message(models.Model):
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False, help_text="The provider's idempotency key")
     # The (campaign, dedupe_key) unique index serves lookups by campaign; no separate index.
     campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="messages", db_index=False)
-    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="messages")
+    # The customer's index is message_customer_created_idx (its leading column serves every lookup
+    # by customer).
+    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="messages", db_index=False)
     channel = models.CharField(max_length=16, choices=Channel.choices)
     dedupe_key = models.CharField(max_length=DEDUPE_KEY_MAX_LENGTH + 41)
     # The journey entry and step it belongs to (empty only for messages made by hand).
@@ -309,6 +311,9 @@ class Message(models.Model):
             # The sender's queue: due messages of a campaign in claim order (send_at, id), so a claim
             # reads its batch off the index even when a whole evaluation shares one send time.
             models.Index(fields=["campaign", "send_at", "id"], condition=Q(status="queued"), name="message_queue_idx"),
+            # A customer's messages, newest first (the 360 reads a page of them), and every other
+            # read of one customer's messages (erasure, the API).
+            models.Index(fields=["customer", "created_at"], name="message_customer_created_idx"),
             # The sweeper: messages a dead worker left in sending.
             models.Index(fields=["claimed_at"], condition=Q(status="sending"), name="message_sending_idx"),
             # The frequency cap: a customer's messages in the rolling window.

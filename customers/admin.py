@@ -8,7 +8,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
-from django.db.models import F, OuterRef, QuerySet, Subquery
+from django.db.models import F, OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Coalesce
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from customers import loyalty_admin, selectors, selectors_360, selectors_loyalty
+from customers.filters import customers_by_has_purchased
 from customers.models import (
     AuditLog,
     Cart,
@@ -38,6 +39,7 @@ from customers.services.customers import PERSONAL_FIELDS
 from metrics import selectors as metrics_selectors
 from retention_crm.errors import ApplicationError
 from retention_crm.money import money, store_currency
+from retention_crm.pagination import CappedCountAdminMixin
 from retention_crm.readonly_admin import ReadOnlyAdminMixin
 
 EDITABLE_CUSTOMER_FIELDS = PERSONAL_FIELDS
@@ -101,10 +103,8 @@ class HasPurchasedFilter(admin.SimpleListFilter):
         return [("yes", "Yes"), ("no", "No")]
 
     def queryset(self, request, queryset):
-        if self.value() == "yes":
-            return queryset.filter(orders_count__gt=0)
-        if self.value() == "no":
-            return queryset.filter(orders_count=0)
+        if self.value() in {"yes", "no"}:
+            return customers_by_has_purchased(has_purchased=self.value() == "yes", queryset=queryset)
         return queryset
 
 
@@ -184,7 +184,7 @@ class CustomerForm(forms.ModelForm):
 
 
 @admin.register(Customer)
-class CustomerAdmin(admin.ModelAdmin):
+class CustomerAdmin(CappedCountAdminMixin, admin.ModelAdmin):
     form = CustomerForm
     change_form_template = "admin/customers/customer/change_form.html"
     # Short headings and a date without the time keep all columns, Tier and Points included, in view
@@ -206,10 +206,13 @@ class CustomerAdmin(admin.ModelAdmin):
         HasPurchasedFilter,
         LastPurchaseFilter,
     )
+    # Only orders an index gives page by page: sorting millions of customers by spend, orders or
+    # points takes seconds (the RFM scores rank customers by those).
+    sortable_by = ("external_id",)
+    # These show the search box; get_search_results reads the search table.
     search_fields = ("external_id", "email", "phone", "first_name", "last_name")
     search_help_text = "External id, email or phone (starts with), or a name."
     readonly_fields = CUSTOMER_STATS_FIELDS
-    show_full_result_count = False  # a COUNT(*) over a million rows on every page is wasted work
     list_per_page = 50
 
     fieldsets = (
@@ -345,6 +348,19 @@ def customer_message_view(
     return TemplateResponse(request, "admin/customers/customer/message.html", context)
 
 
+# --- Exact searches on large lists ------------------------------------------------------------
+
+
+def by_customer_external_id(queryset: QuerySet, term: str, *own: Q) -> QuerySet:
+    """The rows of the customer with exactly this external id, or matching one of ``own`` (exact
+    conditions on the list's own unique keys). Every arm is one index probe; an ``icontains`` over
+    the customer join read the whole table."""
+    condition = Q(customer_id__in=selectors.customer_ids_with_external_id(term))
+    for own_condition in own:
+        condition |= own_condition
+    return queryset.filter(condition)
+
+
 # --- Purchases, carts, products ---------------------------------------------------------------
 
 
@@ -363,10 +379,15 @@ class PurchaseItemInline(LineItemInline):
 
 
 @admin.register(Purchase)
-class PurchaseAdmin(admin.ModelAdmin):
+class PurchaseAdmin(CappedCountAdminMixin, admin.ModelAdmin):
     list_display = ("external_id", "placed_at", "total_display", "status", "customer")
     list_filter = ("status", ("placed_at", admin.DateFieldListFilter))
-    search_fields = ("external_id", "customer__external_id")
+    # Newest first over all statuses, read off purchase_placed_idx; no date hierarchy (its year
+    # links cost a scan of every purchase), the date filter narrows by time instead.
+    ordering = ("-placed_at", "-id")
+    sortable_by = ("external_id", "placed_at")
+    search_fields = ("external_id", "customer__external_id")  # the search box; see get_search_results
+    search_help_text = "A purchase's external id, or a customer's: exactly as the shop sends it."
     list_select_related = ("customer",)
     readonly_fields = (
         "external_id",
@@ -384,8 +405,6 @@ class PurchaseAdmin(admin.ModelAdmin):
     fields = readonly_fields
     inlines = (PurchaseItemInline,)
     actions = ("refund_selected", "cancel_selected")
-    date_hierarchy = "placed_at"
-    show_full_result_count = False
 
     @admin.display(description="Total", ordering="total")
     def total_display(self, purchase: Purchase) -> str:
@@ -393,6 +412,12 @@ class PurchaseAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # purchases come from the shop (API or CSV import)
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return by_customer_external_id(queryset, term, Q(external_id=term)), False
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -422,13 +447,21 @@ class CartItemInline(LineItemInline):
 
 
 @admin.register(Cart)
-class CartAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class CartAdmin(CappedCountAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("external_id", "customer", "status", "updated_at", "converted_at")
     list_filter = ("status",)
-    search_fields = ("external_id", "customer__external_id")
+    ordering = ("-id",)  # newest first by the primary key; no index leads with updated_at
+    sortable_by = ("external_id",)
+    search_fields = ("external_id", "customer__external_id")  # the search box; see get_search_results
+    search_help_text = "A cart's external id, or a customer's: exactly."
     list_select_related = ("customer",)
     inlines = (CartItemInline,)
-    show_full_result_count = False
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return by_customer_external_id(queryset, term, Q(external_id=term)), False
 
 
 @admin.register(Product)
@@ -441,22 +474,35 @@ class ProductAdmin(admin.ModelAdmin):
 # --- Append-only history ----------------------------------------------------------------------
 
 
+class CustomerHistoryAdmin(CappedCountAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+    """An append-only history list: newest first by the primary key (insertion order, and the one
+    index every such table has), searched by a customer's exact external id."""
+
+    ordering = ("-id",)
+    sortable_by: tuple[str, ...] = ()
+    search_fields = ("customer__external_id",)  # the search box; see get_search_results
+    search_help_text = "A customer's external id, exactly."
+    list_select_related = ("customer",)
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return by_customer_external_id(queryset, term), False
+
+
 @admin.register(ConsentEvent)
-class ConsentEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class ConsentEventAdmin(CustomerHistoryAdmin):
     list_display = ("customer", "channel", "granted", "source", "recorded_at")
     list_filter = ("channel", "granted", "source")
-    search_fields = ("customer__external_id",)
-    list_select_related = ("customer",)
-    show_full_result_count = False
 
 
 @admin.register(PointsEntry)
-class PointsEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class PointsEntryAdmin(CustomerHistoryAdmin):
     list_display = ("customer", "kind", "points", "created_at", "expires_at", "remaining", "reason")
     list_filter = ("kind",)
     search_fields = ("customer__external_id", "idempotency_key")
-    list_select_related = ("customer",)
-    show_full_result_count = False
+    search_help_text = "A customer's external id or an idempotency key, exactly."
     fields = (
         "customer",
         "kind",
@@ -477,6 +523,12 @@ class PointsEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     )
     readonly_fields = fields
 
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return by_customer_external_id(queryset, term, Q(idempotency_key=term)), False
+
     @admin.display(description="Order total")
     def order_total_display(self, entry: PointsEntry) -> str:
         return "" if entry.order_total is None else money(entry.order_total)
@@ -487,16 +539,18 @@ class PointsEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(NpsResponse)
-class NpsResponseAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class NpsResponseAdmin(CustomerHistoryAdmin):
     list_display = ("customer", "score", "answered_at", "comment")
     list_filter = ("score",)
-    search_fields = ("customer__external_id",)
-    list_select_related = ("customer",)
-    show_full_result_count = False
+    # The answers' own order, read off nps_answered_at_idx (the metrics' index).
+    ordering = ("-answered_at", "-id")
+    sortable_by = ("answered_at",)
 
 
 @admin.register(AuditLog)
-class AuditLogAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class AuditLogAdmin(CappedCountAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("at", "actor", "action", "target")
     list_filter = ("action",)
+    ordering = ("-id",)  # newest first by the primary key; the only time index leads with target
+    sortable_by = ()
     search_fields = ("target", "actor")

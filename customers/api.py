@@ -41,6 +41,7 @@ from customers.services import (
 )
 from customers.services import validation as v
 from retention_crm.api.shapes import ERRORS, ErrorSerializer, body_object
+from retention_crm.pagination import CappedCountPagination
 
 CUSTOMER_RESPONSE = {
     "external_id": "shop-customer-42",
@@ -117,6 +118,7 @@ class CustomerListApi(generics.ListAPIView):
     required_permissions = {"GET": "customers.view_customer"}
     serializer_class = CustomerSerializer
     filterset_class = CustomerFilter
+    pagination_class = CappedCountPagination  # a COUNT(*) of millions of customers per page is wasted work
 
     def get_queryset(self):
         return selectors.customer_list()

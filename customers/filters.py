@@ -10,6 +10,13 @@ from customers.services import validation as v
 from retention_crm.errors import ApplicationError
 
 
+def customers_by_has_purchased(*, has_purchased: bool, queryset: QuerySet[Customer]) -> QuerySet[Customer]:
+    """Customers with (or without) a completed purchase, for the API and the admin. The stats set
+    ``last_purchase_at`` exactly when ``orders_count > 0`` (both come from the completed
+    purchases), and the last-purchase index serves the null test; ``orders_count`` has no index."""
+    return queryset.filter(last_purchase_at__isnull=not has_purchased)
+
+
 class StoreDateTimeField(forms.CharField):
     """An ISO 8601 date-time read by the same rules as every input (naive = store time)."""
 
@@ -28,7 +35,7 @@ class StoreDateTimeFilter(django_filters.Filter):
 
 
 class CustomerFilter(django_filters.FilterSet):
-    email = django_filters.CharFilter(field_name="email", lookup_expr="iexact")
+    email = django_filters.CharFilter(method="filter_email", help_text="Customers with this email, in any case")
     tag = django_filters.CharFilter(method="filter_tag", help_text="Customers carrying this tag")
     consent = django_filters.ChoiceFilter(
         choices=Channel.choices, method="filter_consent", help_text="Customers who consented to this channel"
@@ -51,8 +58,11 @@ class CustomerFilter(django_filters.FilterSet):
     def filter_consent(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         return selectors.customers_with_consent(channel=value, queryset=queryset)
 
+    def filter_email(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        return selectors.customers_with_email(email=value, queryset=queryset)
+
     def filter_has_purchased(self, queryset: QuerySet, name: str, value: bool) -> QuerySet:
-        return queryset.filter(orders_count__gt=0) if value else queryset.filter(orders_count=0)
+        return customers_by_has_purchased(has_purchased=value, queryset=queryset)
 
     def filter_search(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         return selectors.customer_search(query=value, queryset=queryset)

@@ -23,6 +23,7 @@ from customers.services.loyalty import (
 )
 from customers.services.loyalty.daily import tiers_recompute_after_commit
 from retention_crm.errors import ApplicationError
+from retention_crm.pagination import CappedCountAdminMixin
 from retention_crm.readonly_admin import ReadOnlyAdminMixin
 
 ADJUST_PERMISSION = "customers.adjust_points"
@@ -105,14 +106,22 @@ class ToTierFilter(admin.SimpleListFilter):
 
 
 @admin.register(TierChange)
-class TierChangeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class TierChangeAdmin(CappedCountAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("customer", "from_tier_display", "to_tier_display", "trailing_spend_display", "cause", "changed_at")
     list_filter = ("cause", ToTierFilter)
     search_fields = ("customer__external_id",)
     list_select_related = ("customer",)
     show_full_result_count = False
+    ordering = ("-id",)  # newest first, off the primary key: the history only grows
+    sortable_by = ()
     fields = ("customer", "from_tier_display", "to_tier_display", "trailing_spend_display", "cause", "changed_at")
     readonly_fields = fields
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
+        from customers.admin import by_customer_external_id  # that module imports this one
+
+        term = search_term.strip()
+        return (by_customer_external_id(queryset, term) if term else queryset), False
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[TierChange]:
         from customers.admin import tier_name_subquery  # that module imports this one

@@ -4,14 +4,17 @@ from typing import Any
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 
+from customers.selectors import customer_ids_with_external_id
 from metrics.dashboard import dashboard_build
 from metrics.models import CustomerScore, DailySnapshot, Dashboard
 from metrics.periods import parse_period, parse_window
 from retention_crm.errors import ApplicationError
+from retention_crm.pagination import CappedCountAdminMixin
 from retention_crm.readonly_admin import ReadOnlyAdminMixin
 
 
@@ -56,13 +59,21 @@ class DashboardAdmin(ReadOnlyAdmin):
 
 
 @admin.register(CustomerScore)
-class CustomerScoreAdmin(ReadOnlyAdmin):
+class CustomerScoreAdmin(CappedCountAdminMixin, ReadOnlyAdmin):
     list_display = ("customer", "rfm_segment", "r_score", "f_score", "m_score", "churn_risk", "p_alive", "computed_at")
     list_filter = ("rfm_segment", "churn_model")
-    search_fields = ("customer__external_id",)
+    search_fields = ("customer__external_id",)  # the search box; see get_search_results
+    search_help_text = "A customer's external id, exactly."
     list_select_related = ("customer",)
-    show_full_result_count = False
+    # Highest risk first, read off score_churn_risk_idx; the other columns have no index to page by.
     ordering = ("-churn_risk",)
+    sortable_by = ("churn_risk",)
+
+    def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return queryset.filter(customer_id__in=customer_ids_with_external_id(term)), False
 
 
 @admin.register(DailySnapshot)

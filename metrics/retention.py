@@ -135,7 +135,7 @@ def retention_live(
     end_from = shift_days(end, -window_days)
     at_start = Q(placed_at__gte=start_from, placed_at__lt=start)
     at_end = Q(placed_at__gte=end_from, placed_at__lt=end)
-    # When the windows touch or overlap, one range scan of the partial index covers both.
+    # When the windows touch or overlap, one range scan of the purchases-by-time index covers both.
     scanned = Q(placed_at__gte=start_from, placed_at__lt=end) if end_from <= start else at_start | at_end
 
     per_customer = (

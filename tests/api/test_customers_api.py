@@ -128,6 +128,26 @@ def test_list_filters_and_searches(api):
     assert api.get("/api/v1/customers?limit=1").json()["count"] == 2
 
 
+def test_the_list_count_stops_at_the_cap_and_paging_goes_on(api, settings):
+    settings.LIST_COUNT_CAP = 2
+    for name in ("c1", "c2", "c3"):
+        Customer.objects.create(external_id=name)
+    page = api.get("/api/v1/customers?limit=2").json()
+    assert (page["count"], page["count_capped"]) == (2, True)
+    seen = [row["external_id"] for row in page["results"]]
+    while page["next"]:
+        page = api.get(page["next"]).json()
+        seen += [row["external_id"] for row in page["results"]]
+    assert sorted(seen) == ["c1", "c2", "c3"]
+    assert api.get("/api/v1/customers?tag=none").json() | {"next": None} == {
+        "count": 0,
+        "count_capped": False,
+        "next": None,
+        "previous": None,
+        "results": [],
+    }
+
+
 def test_list_rejects_bad_filter_values(api):
     assert_error(api.get("/api/v1/customers?consent=fax"), 400, field="consent")
     assert_error(api.get("/api/v1/customers?created_after=yesterday"), 400, field="created_after")
