@@ -181,7 +181,7 @@ def entering_sql(*, campaign: Campaign, policy: Policy, now: dt.datetime, winner
         }
         # When the first message is also the last step, its entries complete whenever it goes out:
         # nothing of the entry depends on the plan, which is then made once, for the messages.
-        plan = message_ctes(source="entering", prefix="plan", **planned) + ", "
+        plan = message_ctes(source="entering", prefix="plan", order_by="p.customer_id", **planned) + ", "
         entries_from = "plan_decided"
         if journey.following(first.key) is None:
             plan, entries_from = Sql(""), "entering"

@@ -186,10 +186,11 @@ def message_ctes(
     now: dt.datetime,
     channel_check: ChannelCheck,
     prefix: str = "msg",
+    order_by: str = "p.id",
 ) -> Sql:
     """CTEs ``msg_planned`` and ``msg_decided`` (``msg`` being ``prefix``) over the rows of
     ``source`` (columns ``customer_id``, ``held_out``, ``tz``, ``dedupe_key``, ``cart_id``,
-    ``purchase_id``, ``data``; all of them are passed on).
+    ``purchase_id``, ``data``; all of them are passed on), decided rows in ``order_by``.
 
     Each row looks up its customer's recent sends through the cap index (a lateral lookup), not by
     joining a CTE of them: the planner has no row estimate for a CTE of a CTE (``source``), takes
@@ -236,6 +237,12 @@ def message_ctes(
         "   CASE WHEN NOT p.held_out AND p.consented AND p.addressed AND p.release > p.scheduled_at"
         "        AND NOT {over_limit} THEN {deferred} ELSE p.scheduled_at END AS send_at"
         f" FROM {prefix}_planned p"
+        # A sort takes in every row before it hands out the first: each row's cap lookup is done
+        # before the statement inserts a single message. Interleaved with the inserts, a lookup
+        # the planner made a sequential scan (it does when the message table looks empty: a new
+        # install, or one vacuumed after a purge) would read every message inserted so far, once
+        # per row: quadratic, hours for a first large campaign.
+        f" ORDER BY {order_by}"
         ")",
         # "w.customer_id IN (s.customer_id)": one customer's sends, read off the cap index.
         recent=recent_sends_sql(customers="s.customer_id", now=now, policy=policy),

@@ -3,11 +3,17 @@ held-out entries, and one message per (entry, step). The services take a clock: 
 without sleeping."""
 
 import datetime as dt
+import re
 
 import pytest
+from django.db import connection
 
+from campaigns.journey import journey_of
 from campaigns.models import Entry, Message, MessageStatus, StepCount
 from campaigns.services import campaign_evaluate, campaign_status_set, campaign_update, messages_send_batch
+from campaigns.services.advancing import step_sql
+from campaigns.services.evaluation import entering_sql
+from campaigns.services.policy import contact_policy_get
 from customers.services.purchases import PurchaseInput, purchase_record
 from tests.campaigns.conftest import NOON
 
@@ -197,3 +203,26 @@ def test_a_later_step_on_another_channel_checks_that_channels_consent_and_addres
     }
     # The campaign's own channel still decides who stays in: all three walked to the end.
     assert {e.state for e in entries(campaign)} == {"completed"}
+
+
+def _plan(statement) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + statement.text, statement.params)
+        return "\n".join(line for (line,) in cursor.fetchall())
+
+
+def test_every_cap_lookup_is_done_before_the_first_message_is_inserted(make_campaign, lapsed):
+    """Interleaved with the inserts, a cap lookup planned as a sequential scan (the planner does so
+    when the message table looks empty) would read every message inserted so far, once per row.
+    A sort of the planned messages takes in all rows first, in entering and advancing alike."""
+    lapsed(2)
+    campaign = make_campaign("reactivation", steps=SERIES)
+    entering = entering_sql(campaign=campaign, policy=contact_policy_get(), now=NOON, winners={})
+    # The first step's plan, before the entries go in (aliases get numbered: p, p_1, ...).
+    assert re.search(r"Sort Key: p(_\d+)?\.customer_id", _plan(entering))
+    journey = journey_of(campaign)
+    nudge = journey.step("nudge")
+    advancing = step_sql(
+        campaign=campaign, journey=journey, step=nudge, policy=contact_policy_get(), now=NOON, winner=None
+    )
+    assert re.search(r"Sort Key: p(_\d+)?\.id\b", _plan(advancing))
