@@ -99,12 +99,11 @@ def _new_customers(start: dt.datetime, end: dt.datetime, customer_ids: CustomerI
 
 
 def retention_from_rollups(*, start: dt.datetime, end: dt.datetime, window_days: int) -> Retention | None:
-    """``retention`` from the day chain in two indexed reads, or None when the rollup cannot answer."""
+    """``retention`` from the day chain in one indexed read, or None when the rollup cannot answer."""
     start_day, end_day = local_day_of_midnight(start), local_day_of_midnight(end)
     if start_day is None or end_day is None or shift_days(end, -window_days) > start:
         return None
-    new = _new_customers(start, end, None)
-    counts = chain_counts(start_day=start_day, end_day=end_day, window_days=window_days, new_customers=new)
+    counts = chain_counts(start_day=start_day, end_day=end_day, window_days=window_days)
     if counts is None:
         return None
     # Every new customer bought in [start, end), inside the end window: all are active at end.

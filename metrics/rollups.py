@@ -18,13 +18,14 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import QuerySet
 from django.utils import timezone
 
-from metrics.models import RollupState
+from metrics.models import CHAIN_FIRST_DAY, RollupState
 from metrics.rollup_sql import DAY_TRIGGERS, rebuild_sql
 
 logger = logging.getLogger(__name__)
+
+FIRST_DAY = dt.date.fromisoformat(CHAIN_FIRST_DAY)
 
 COMPACT_LOCK = 72_101  # pg_try_advisory_xact_lock key: one compaction at a time
 
@@ -112,33 +113,34 @@ class ChainCounts:
     new_customers: int
 
 
-def chain_counts(
-    *, start_day: dt.date, end_day: dt.date, window_days: int, new_customers: QuerySet
-) -> ChainCounts | None:
-    """active(start), active(end), for a period no longer than the window the lost, and the count
-    of ``new_customers``: one statement, or None when the rollups are not in the store's zone."""
+def chain_counts(*, start_day: dt.date, end_day: dt.date, window_days: int) -> ChainCounts | None:
+    """active(start), active(end), for a period no longer than the window the lost, and the new
+    customers (the chain's first pair ends in the period: the first completed purchase day): one
+    statement, or None when the rollups are not in the store's zone."""
     window = dt.timedelta(days=window_days)
     s_from, e_from = start_day - window, end_day - window
-    new_sql, new_params = new_customers.values("pk").query.sql_with_params()
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT (SELECT time_zone FROM metrics_rollupstate WHERE id = %s),"
             " coalesce(sum(customers) FILTER (WHERE day >= %s AND day < %s AND next_day >= %s), 0),"
             " coalesce(sum(customers) FILTER (WHERE day >= %s AND day < %s AND next_day >= %s), 0),"
             " coalesce(sum(customers) FILTER (WHERE day >= %s AND day < %s AND next_day >= %s), 0),"
-            f" (SELECT count(*) FROM ({new_sql}) new)"
-            f" FROM {_CHAIN} chain WHERE day >= %s AND day < %s",
+            " coalesce(sum(customers) FILTER (WHERE day = %s AND next_day >= %s AND next_day < %s), 0)"
+            f" FROM {_CHAIN} chain WHERE (day >= %s AND day < %s) OR day = %s",
             [
                 RollupState.SINGLETON_ID,
                 *(s_from, start_day, start_day),
                 *(e_from, end_day, end_day),
                 *(s_from, e_from, end_day),
-                *new_params,
+                *(FIRST_DAY, start_day, end_day),
                 min(s_from, e_from),
                 end_day,
+                FIRST_DAY,
             ],
         )
         zone, active_start, active_end, lost, new = cursor.fetchone()
     if zone != settings.TIME_ZONE:
         return None
-    return ChainCounts(active_start=int(active_start), active_end=int(active_end), lost=int(lost), new_customers=new)
+    return ChainCounts(
+        active_start=int(active_start), active_end=int(active_end), lost=int(lost), new_customers=int(new)
+    )
