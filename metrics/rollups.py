@@ -105,6 +105,17 @@ _CHAIN = (
 )
 
 
+def chain_pairs() -> list[tuple[dt.date, dt.date, int]]:
+    """Every (day, next_day, customers) of the chain with its pending deltas folded in, in order
+    (the rebuild check and the tests compare it)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT day, next_day, sum(customers) FROM {_CHAIN} chain"
+            " GROUP BY day, next_day HAVING sum(customers) <> 0 ORDER BY day, next_day"
+        )
+        return cursor.fetchall()
+
+
 @dataclass(frozen=True)
 class ChainCounts:
     active_start: int

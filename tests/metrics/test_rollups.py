@@ -13,7 +13,7 @@ from decimal import Decimal
 
 import pytest
 from django.conf import settings
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 from django.test import override_settings
 from hypothesis import HealthCheck, given
@@ -24,7 +24,7 @@ from customers.models import Customer, PointsEntry, Purchase
 from customers.services import customer_stats_refresh
 from metrics.periods import local_midnight
 from metrics.retention import retention, retention_from_rollups, retention_live
-from metrics.rollups import rollups_compact, rollups_current, rollups_rebuild
+from metrics.rollups import chain_pairs, rollups_compact, rollups_current, rollups_rebuild
 from tests.metrics.conftest import buy, noon
 
 pytestmark = pytest.mark.django_db
@@ -114,16 +114,6 @@ def apply(changes: list[tuple[str, int, int]]) -> None:
     customer_stats_refresh(customer_ids=customers)  # first_purchase_at, which both paths read
 
 
-def chain() -> list[tuple]:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT day, next_day, sum(customers) FROM (SELECT day, next_day, customers FROM metrics_daychain"
-            " UNION ALL SELECT day, next_day, customers FROM metrics_daychaindelta) c"
-            " GROUP BY 1, 2 HAVING sum(customers) <> 0 ORDER BY 1, 2"
-        )
-        return cursor.fetchall()
-
-
 @PROPERTY_SETTINGS
 @given(
     zone=st.sampled_from(ZONES),
@@ -137,7 +127,7 @@ def test_the_rollup_answers_exactly_as_the_purchases_do(zone, history, singles, 
         rollups_rebuild()  # in this zone, from an empty history
         write(history, singles)
         apply(changes)
-        incremental = chain()
+        incremental = chain_pairs()
         answered = 0
         for start_day, length, window in periods:
             start = local_midnight(BASE + dt.timedelta(days=start_day))
@@ -151,7 +141,7 @@ def test_the_rollup_answers_exactly_as_the_purchases_do(zone, history, singles, 
                 assert fast == live
             assert retention(start=start, end=end, window_days=window) == live
         rollups_rebuild()
-        assert chain() == incremental  # kept current = recomputed from scratch
+        assert chain_pairs() == incremental  # kept current = recomputed from scratch
         transaction.set_rollback(True)
 
 
@@ -181,7 +171,7 @@ def test_compaction_folds_the_deltas_and_keeps_the_figures(history):
     for day in (0, 3, 3, 9):
         buy("compact-1", noon(BASE + dt.timedelta(days=day)))
     buy("compact-2", noon(BASE + dt.timedelta(days=5)))
-    before = chain()
+    before = chain_pairs()
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM metrics_daychaindelta")
         assert cursor.fetchone()[0] > 0
@@ -189,7 +179,7 @@ def test_compaction_folds_the_deltas_and_keeps_the_figures(history):
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM metrics_daychaindelta")
         assert cursor.fetchone()[0] == 0
-    assert chain() == before
+    assert chain_pairs() == before
     first, fourth, tenth, sixth = (BASE + dt.timedelta(days=d) for d in (0, 3, 9, 5))
     assert dict(((day, next_day), n) for day, next_day, n in before) == {
         (dt.date(1, 1, 1), first): 1,
@@ -206,4 +196,15 @@ def test_emptying_the_purchases_empties_the_rollup(history):
     with connection.cursor() as cursor:
         cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")  # run the deferred foreign-key checks first
         cursor.execute("TRUNCATE customers_purchase CASCADE")
-    assert chain() == []
+    assert chain_pairs() == []
+
+
+def test_the_rebuild_check_finds_a_rollup_that_drifted_and_changes_nothing(history):
+    buy("check-1", noon(BASE))
+    call_command("metrics_rollups_rebuild", "--check", verbosity=0)  # kept by the triggers: matches
+    with connection.cursor() as cursor:  # a change no purchase explains
+        cursor.execute("INSERT INTO metrics_daychaindelta (day, next_day, customers) VALUES (%s, %s, 1)", [BASE, BASE])
+    drifted = chain_pairs()
+    with pytest.raises(CommandError, match="differ"):
+        call_command("metrics_rollups_rebuild", "--check", verbosity=0)
+    assert chain_pairs() == drifted

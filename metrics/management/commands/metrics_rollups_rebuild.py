@@ -6,21 +6,9 @@ by the triggers with a recomputation and changes nothing: exit status 1 when the
 """
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import connection, transaction
+from django.db import transaction
 
-from metrics.rollups import rollups_compact, rollups_rebuild
-
-_CHAIN = (
-    "SELECT day, next_day, sum(customers) FROM (SELECT day, next_day, customers FROM metrics_daychain"
-    " UNION ALL SELECT day, next_day, customers FROM metrics_daychaindelta) c"
-    " GROUP BY 1, 2 HAVING sum(customers) <> 0 ORDER BY 1, 2"
-)
-
-
-def _chain() -> list[tuple]:
-    with connection.cursor() as cursor:
-        cursor.execute(_CHAIN)
-        return cursor.fetchall()
+from metrics.rollups import chain_pairs, rollups_compact, rollups_rebuild
 
 
 class Command(BaseCommand):
@@ -36,9 +24,9 @@ class Command(BaseCommand):
             self.stdout.write(f"rebuilt: {result.pairs:,} day pairs, days in {result.time_zone}")
             return
         with transaction.atomic():
-            kept = _chain()
+            kept = chain_pairs()
             rollups_rebuild()
-            recomputed = _chain()
+            recomputed = chain_pairs()
             transaction.set_rollback(True)
         if kept != recomputed:
             differing = len(set(kept) ^ set(recomputed))
