@@ -162,6 +162,13 @@ def wait_for(check, seconds: float, what: str):
 def test_the_demo_processes_run_a_campaign_through_the_api(var_dir):
     run(var_dir, "manage.py", "migrate", "--noinput")
     key = run(var_dir, "manage.py", "create_api_key", "shop", "--scopes", "read", "write", "campaigns").stdout.strip()
+    # Quiet hours off: the message must go out now, whatever the hour the tests run.
+    quiet_off = (
+        "import datetime as dt; from campaigns.models import ContactPolicy;"
+        " ContactPolicy.objects.update_or_create(pk=1,"
+        " defaults={'quiet_hours_start': dt.time(0), 'quiet_hours_end': dt.time(0)})"
+    )
+    run(var_dir, "manage.py", "shell", "-c", quiet_off)
     port = free_port()
     env = embedded_env(var_dir, PORT=str(port), EMAIL_URL="consolemail://")
     web = subprocess.Popen(

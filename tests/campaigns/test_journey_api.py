@@ -6,7 +6,7 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
-from campaigns.models import Entry, Message, VariantWinner
+from campaigns.models import ContactPolicy, Entry, Message, VariantWinner
 from campaigns.services import campaign_evaluate
 from tests.api.conftest import assert_error
 
@@ -108,6 +108,11 @@ def test_structural_changes_need_a_pause(api):
 
 
 def test_report_entries_and_customer_messages(api, make_customer):
+    # Quiet hours off: the offer step must go out an hour after the hello whatever the hour the
+    # tests run (after 21:00 it would wait for the morning).
+    ContactPolicy.objects.update_or_create(
+        pk=ContactPolicy.SINGLETON_ID, defaults={"quiet_hours_start": dt.time(0), "quiet_hours_end": dt.time(0)}
+    )
     now = timezone.now()
     customers = [
         make_customer(external_id=f"api-j-{i}", last_purchase_at=now - dt.timedelta(days=100)) for i in range(6)
