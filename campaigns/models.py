@@ -345,3 +345,86 @@ class Attribution(models.Model):
 
     def __str__(self) -> str:
         return f"purchase {self.purchase_id} -> message {self.message_id}"
+
+
+class MessageOutcome(models.Model):
+    """What became of one message for the campaign report (SPEC §5 campaign impact), kept exact by
+    database triggers (``campaigns/outcome_sql.py``): a row per member message (touched, sent or
+    held out) or message with attributions. Plain ids, no foreign keys: the triggers own the rows."""
+
+    message_id = models.BigIntegerField(primary_key=True)
+    campaign_id = models.BigIntegerField()
+    customer_id = models.BigIntegerField()
+    treated = models.BooleanField(help_text="Sent (treated group); false: held out (control)")
+    member = models.BooleanField(help_text="Touched and sent or held out: counts in its group")
+    step_key = models.CharField(max_length=40)
+    variant_key = models.CharField(max_length=40)
+    touched_at = models.DateTimeField(null=True)
+    group_first = models.BooleanField(help_text="The customer's first member message of this group")
+    campaign_first = models.BooleanField(help_text="The customer's first member message of the campaign")
+    converted = models.BooleanField(help_text="A completed purchase in this message's window")
+    group_converted = models.BooleanField(
+        help_text="On group_first: a completed purchase in one of the group's windows"
+    )
+    group_revenue = models.DecimalField(max_digits=16, decimal_places=2, help_text="On group_first: their total")
+    active_30 = models.BooleanField(help_text="On campaign_first: active 30 days after the message")
+    active_90 = models.BooleanField(help_text="On campaign_first: active 90 days after the message")
+    attributed_purchases = models.IntegerField()
+    attributed_revenue = models.DecimalField(max_digits=16, decimal_places=2)
+
+    class Meta:
+        indexes = [
+            # The triggers recompute a customer's rows.
+            models.Index(fields=["customer_id"], name="outcome_customer_idx"),
+            # A report counts live the first members of the one minute whose checkpoint is coming
+            # now; a new attribution window finds the campaign's customers.
+            models.Index(
+                fields=["campaign_id", "touched_at"], condition=Q(campaign_first=True), name="outcome_first_idx"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"message {self.message_id}: {'treated' if self.treated else 'control'}"
+
+
+class ReportTotal(models.Model):
+    """Sums of a campaign's ``MessageOutcome`` rows per (group, step, variant, minute of the touch):
+    rows appended by the triggers as differences and folded now and then; a report sums them."""
+
+    campaign_id = models.BigIntegerField()
+    treated = models.BooleanField()
+    step_key = models.CharField(max_length=40)
+    variant_key = models.CharField(max_length=40)
+    touched_minute = models.DateTimeField(null=True)
+    customers = models.BigIntegerField()
+    converted = models.BigIntegerField()
+    revenue = models.DecimalField(max_digits=18, decimal_places=2)
+    attributed_purchases = models.BigIntegerField()
+    attributed_revenue = models.DecimalField(max_digits=18, decimal_places=2)
+    first_members = models.BigIntegerField()
+    active_30 = models.BigIntegerField()
+    active_90 = models.BigIntegerField()
+    sent = models.BigIntegerField()
+    sent_converted = models.BigIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["campaign_id"], name="report_total_campaign_idx")]
+
+    def __str__(self) -> str:
+        return f"campaign {self.campaign_id}: {self.customers} customers"
+
+
+class MessageCount(models.Model):
+    """Messages per (campaign, status, reason, step), appended as differences by a trigger."""
+
+    campaign_id = models.BigIntegerField()
+    status = models.CharField(max_length=16)
+    reason = models.CharField(max_length=32)
+    step_key = models.CharField(max_length=40)
+    messages = models.BigIntegerField()
+
+    class Meta:
+        indexes = [models.Index(fields=["campaign_id"], name="message_count_campaign_idx")]
+
+    def __str__(self) -> str:
+        return f"campaign {self.campaign_id}: {self.status} {self.messages}"

@@ -197,7 +197,7 @@ def campaign_still_active(*, campaign: Campaign, window_days: int = 90) -> dict[
     return {grp: {f"{days}d": figure(grp, days) for days in STILL_ACTIVE_AFTER_DAYS} for grp in GROUPS}
 
 
-def campaign_impact(*, campaign: Campaign) -> dict[str, Any]:
+def _group_figures_live(*, campaign: Campaign) -> dict[str, GroupFigures]:
     statuses = [*map(str, SENT_STATUSES), str(MessageStatus.HELD_OUT)]
     with connection.cursor() as cursor:
         cursor.execute(
@@ -206,7 +206,7 @@ def campaign_impact(*, campaign: Campaign) -> dict[str, Any]:
         )
         rows = {row[0]: row[1:] for row in cursor.fetchall()}
     zero = (0, 0, Decimal(0), 0, Decimal(0))
-    groups = {
+    return {
         name: GroupFigures(
             customers=figures[0],
             converted=figures[1],
@@ -216,6 +216,12 @@ def campaign_impact(*, campaign: Campaign) -> dict[str, Any]:
         )
         for name, figures in ((name, rows.get(name, zero)) for name in GROUPS)
     }
+
+
+def impact_from(
+    *, campaign: Campaign, groups: dict[str, GroupFigures], still_active: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """The impact report from its figures: one formatting for the live and the kept figures."""
     treated, control = groups["treated"], groups["control"]
     uplift = two_proportion_z_test(
         treated_hits=treated.converted,
@@ -230,7 +236,6 @@ def campaign_impact(*, campaign: Campaign) -> dict[str, Any]:
                 CENT, rounding=ROUND_HALF_UP
             )
         )
-    still_active = campaign_still_active(campaign=campaign)
     return {
         "attribution_days": campaign.attribution_days,
         "treated": {**treated.as_dict(), "still_active": still_active["treated"]},
@@ -245,6 +250,22 @@ def campaign_impact(*, campaign: Campaign) -> dict[str, Any]:
         },
         "incremental_revenue": incremental,
     }
+
+
+def campaign_impact_live(*, campaign: Campaign) -> dict[str, Any]:
+    """The reference: every figure computed from the messages and the purchases themselves."""
+    return impact_from(
+        campaign=campaign,
+        groups=_group_figures_live(campaign=campaign),
+        still_active=campaign_still_active(campaign=campaign),
+    )
+
+
+def campaign_impact(*, campaign: Campaign) -> dict[str, Any]:
+    """SPEC §5 campaign impact from the kept per-message outcomes (one statement); equal to
+    ``campaign_impact_live``."""
+    outcomes = report_outcomes(campaign=campaign)
+    return impact_from(campaign=campaign, groups=outcomes.groups, still_active=outcomes.still_active)
 
 
 @dataclass(frozen=True)
@@ -308,9 +329,9 @@ _LIST_FIGURES = """
 """
 
 
-def campaign_list_figures(*, campaign_ids: list[int]) -> dict[int, ListFigures]:
+def campaign_list_figures_live(*, campaign_ids: list[int]) -> dict[int, ListFigures]:
     """Sent, conversion and uplift for a page of campaigns, in one statement (no query per campaign).
-    Conversion is counted exactly as in ``campaign_impact``."""
+    Conversion is counted exactly as in ``campaign_impact``: the reference of ``campaign_list_figures``."""
     if not campaign_ids:
         return {}
     statuses = [*map(str, SENT_STATUSES), str(MessageStatus.HELD_OUT)]
@@ -345,7 +366,7 @@ _STEP_ENTRIES = """
 """
 
 
-def campaign_steps_report(*, campaign: Campaign) -> list[dict[str, Any]]:
+def campaign_steps_report_live(*, campaign: Campaign) -> list[dict[str, Any]]:
     """SPEC §4.1 report per step: entered, waiting, sent, suppressed, exited (by the goal),
     converted; per variant: sent, converted, conversion rate, uplift against the first variant."""
 
@@ -358,11 +379,24 @@ def campaign_steps_report(*, campaign: Campaign) -> list[dict[str, Any]]:
     with connection.cursor() as cursor:
         cursor.execute(_STEP_MESSAGES, params)
         messages = {row[0]: row[1:] for row in cursor.fetchall()}
-        cursor.execute(_STEP_ENTRIES, params)
-        entries = {row[0]: row[1:] for row in cursor.fetchall()}
-    entered = dict(StepCount.objects.filter(campaign=campaign).values_list("step_key", "entered"))
     with_variants = [step.key for step in journey.steps if step.variants]
     counts = variant_counts(campaign=campaign, step_keys=with_variants)
+    return steps_from(campaign=campaign, messages=messages, variants=counts)
+
+
+def steps_from(
+    *,
+    campaign: Campaign,
+    messages: dict[str, tuple[int, int, int]],
+    variants: dict[tuple[str, str], tuple[int, int]],
+) -> list[dict[str, Any]]:
+    """The per-step report from the messages' figures per step (sent, suppressed, converted) and
+    per variant (sent, converted), with the entries' figures read here (two small statements)."""
+    journey = journey_of(campaign)
+    with connection.cursor() as cursor:
+        cursor.execute(_STEP_ENTRIES, {"campaign": campaign.pk})
+        entries = {row[0]: row[1:] for row in cursor.fetchall()}
+    entered = dict(StepCount.objects.filter(campaign=campaign).values_list("step_key", "entered"))
     report = []
     for step in journey.steps:
         sent, suppressed, converted = messages.get(step.key, (0, 0, 0))
@@ -377,7 +411,7 @@ def campaign_steps_report(*, campaign: Campaign) -> list[dict[str, Any]]:
                 "suppressed": suppressed,
                 "exited": exited,
                 "converted": converted,
-                "variants": variant_figures(step, counts) if step.variants else [],
+                "variants": variant_figures(step, variants) if step.variants else [],
             }
         )
     return report
@@ -393,12 +427,13 @@ def campaign_winners(*, campaign: Campaign) -> dict[str, Any] | None:
     return winners or None
 
 
-def campaign_report(*, campaign: Campaign) -> dict[str, Any]:
+def campaign_report_live(*, campaign: Campaign) -> dict[str, Any]:
+    """The reference report: every figure from the messages and purchases themselves."""
     report = {
         "counts": campaign_status_counts(campaign_id=campaign.pk),
         "reasons": campaign_reason_counts(campaign_id=campaign.pk),
-        "impact": campaign_impact(campaign=campaign),
-        "steps": campaign_steps_report(campaign=campaign),
+        "impact": campaign_impact_live(campaign=campaign),
+        "steps": campaign_steps_report_live(campaign=campaign),
     }
     winners = campaign_winners(campaign=campaign)
     if winners:
@@ -424,3 +459,201 @@ def customer_messages(*, customer_id: int) -> QuerySet[Message]:
 
 def message_attributions(*, message: Message) -> QuerySet[Attribution]:
     return Attribution.objects.filter(message=message).select_related("purchase")
+
+
+# --- The report from the kept figures (campaigns/outcome_sql.py) ---------------------------------
+#
+# The same figures as the live functions above, read from the totals the database keeps per
+# campaign instead of each member's purchases: a few rows per campaign, whatever its size. The
+# live functions stay the reference (tests/campaigns/test_report_at_scale.py).
+
+_MESSAGE_COUNTS = """
+    SELECT c.status, c.reason, c.step_key, sum(c.messages)
+    FROM campaigns_messagecount c WHERE c.campaign_id = %(campaign)s
+    GROUP BY 1, 2, 3 HAVING sum(c.messages) <> 0
+"""
+
+# Two grouping sets over the campaign's totals: per group (treated / control) and per (step,
+# variant). A checkpoint counts once it has come (``now``), as in _STILL_ACTIVE: the minutes that
+# are wholly past it from the totals, and the one minute it falls in from the outcome rows.
+_OUTCOMES = """
+    WITH edge AS (
+        SELECT o.treated,
+               count(*) FILTER (WHERE o.touched_at <= %(cut30)s) AS first_30,
+               count(*) FILTER (WHERE o.touched_at <= %(cut30)s AND o.active_30) AS active_30,
+               0 AS first_90, 0 AS active_90
+        FROM campaigns_messageoutcome o
+        WHERE o.campaign_first AND o.campaign_id = %(campaign)s
+          AND o.touched_at >= date_bin('1 minute', %(cut30)s, {origin})
+          AND o.touched_at < date_bin('1 minute', %(cut30)s, {origin}) + interval '1 minute'
+        GROUP BY 1
+        UNION ALL
+        SELECT o.treated, 0, 0,
+               count(*) FILTER (WHERE o.touched_at <= %(cut90)s),
+               count(*) FILTER (WHERE o.touched_at <= %(cut90)s AND o.active_90)
+        FROM campaigns_messageoutcome o
+        WHERE o.campaign_first AND o.campaign_id = %(campaign)s
+          AND o.touched_at >= date_bin('1 minute', %(cut90)s, {origin})
+          AND o.touched_at < date_bin('1 minute', %(cut90)s, {origin}) + interval '1 minute'
+        GROUP BY 1
+    ),
+    rows_ AS (
+        SELECT t.treated, t.step_key, t.variant_key, t.customers, t.converted, t.revenue, t.attributed_purchases,
+               t.attributed_revenue,
+               CASE WHEN t.touched_minute + interval '1 minute' <= %(cut30)s THEN t.first_members END AS first_30,
+               CASE WHEN t.touched_minute + interval '1 minute' <= %(cut30)s THEN t.active_30 END AS active_30,
+               CASE WHEN t.touched_minute + interval '1 minute' <= %(cut90)s THEN t.first_members END AS first_90,
+               CASE WHEN t.touched_minute + interval '1 minute' <= %(cut90)s THEN t.active_90 END AS active_90,
+               t.sent, t.sent_converted
+        FROM campaigns_reporttotal t WHERE t.campaign_id = %(campaign)s
+        UNION ALL
+        SELECT e.treated, NULL, NULL, 0, 0, 0, 0, 0, e.first_30, e.active_30, e.first_90, e.active_90, 0, 0
+        FROM edge e
+    )
+    SELECT grouping(r.step_key, r.variant_key) = 3 AS per_group, r.treated, r.step_key, r.variant_key,
+           sum(r.customers)::bigint, sum(r.converted)::bigint, coalesce(sum(r.revenue), 0),
+           sum(r.attributed_purchases)::bigint, coalesce(sum(r.attributed_revenue), 0),
+           coalesce(sum(r.first_30), 0)::bigint, coalesce(sum(r.active_30), 0)::bigint,
+           coalesce(sum(r.first_90), 0)::bigint, coalesce(sum(r.active_90), 0)::bigint,
+           sum(r.sent)::bigint, sum(r.sent_converted)::bigint
+    FROM rows_ r
+    GROUP BY GROUPING SETS ((r.treated), (r.step_key, r.variant_key))
+""".format(origin="timestamptz '2000-01-01 00:00:00+00'")
+
+
+@dataclass(frozen=True)
+class ReportOutcomes:
+    groups: dict[str, GroupFigures]
+    still_active: dict[str, dict[str, Any]]
+    variants: dict[tuple[str, str], tuple[int, int]]  # (step, variant) -> (sent, converted), touched sends
+
+    def step_converted(self, step_key: str) -> int:
+        return sum(converted for (step, _), (_, converted) in self.variants.items() if step == step_key)
+
+
+def _share(mature: int, active: int) -> dict[str, Any]:
+    return {"customers": mature, "share": active / mature if mature else None}
+
+
+def report_outcomes(*, campaign: Campaign) -> ReportOutcomes:
+    """The impact and per-step conversion figures of a campaign, from its outcome rows (one statement)."""
+    with connection.cursor() as cursor:
+        now = timezone.now()
+        cursor.execute(
+            _OUTCOMES,
+            {
+                "campaign": campaign.pk,
+                "cut30": now - dt.timedelta(days=STILL_ACTIVE_AFTER_DAYS[0]),
+                "cut90": now - dt.timedelta(days=STILL_ACTIVE_AFTER_DAYS[1]),
+            },
+        )
+        rows = cursor.fetchall()
+    groups = {name: GroupFigures(0, 0, Decimal(0), 0, Decimal(0)) for name in GROUPS}
+    still = {name: {f"{days}d": _share(0, 0) for days in STILL_ACTIVE_AFTER_DAYS} for name in GROUPS}
+    variants: dict[tuple[str, str], tuple[int, int]] = {}
+    for per_group, treated, step, variant, *figures in rows:
+        customers, converted, revenue, attributed, attributed_revenue, m30, a30, m90, a90, sent, hits = figures
+        if not per_group:
+            if step is None:  # the checkpoints' edge rows: no step
+                continue
+            variants[(step, variant)] = (sent, hits)
+            continue
+        name = "treated" if treated else "control"
+        # As the live statement: a group without members reports nothing, attributions included.
+        if customers:
+            groups[name] = GroupFigures(customers, converted, Decimal(revenue), attributed, Decimal(attributed_revenue))
+        still[name] = {"30d": _share(m30, a30), "90d": _share(m90, a90)}
+    return ReportOutcomes(groups=groups, still_active=still, variants=variants)
+
+
+def _message_counts(*, campaign_id: int) -> dict[tuple[str, str, str], int]:
+    with connection.cursor() as cursor:
+        cursor.execute(_MESSAGE_COUNTS, {"campaign": campaign_id})
+        return {(status, reason, step): int(n) for status, reason, step, n in cursor.fetchall()}
+
+
+def _status_counts_from(counts: dict[tuple[str, str, str], int]) -> dict[str, int]:
+    totals = dict.fromkeys(MessageStatus.values, 0)
+    for (status, _, _), n in counts.items():
+        totals[status] += n
+    return totals
+
+
+def _reason_counts_from(counts: dict[tuple[str, str, str], int]) -> dict[str, int]:
+    """As ``campaign_reason_counts``: suppressed and queued messages with a reason."""
+    reasons: dict[str, int] = {}
+    for (status, reason, _), n in counts.items():
+        if reason and status in (MessageStatus.SUPPRESSED, MessageStatus.QUEUED):
+            reasons[f"{status}:{reason}"] = reasons.get(f"{status}:{reason}", 0) + n
+    return reasons
+
+
+def _step_messages_from(
+    counts: dict[tuple[str, str, str], int], outcomes: ReportOutcomes
+) -> dict[str, tuple[int, int, int]]:
+    """Per step: sent (every sent status), suppressed, and touched sends followed by a purchase."""
+    sent_statuses = {str(status) for status in SENT_STATUSES}
+    steps: dict[str, list[int]] = {}
+    for (status, _, step), n in counts.items():
+        figures = steps.setdefault(step, [0, 0, 0])
+        figures[0] += n if status in sent_statuses else 0
+        figures[1] += n if status == MessageStatus.SUPPRESSED else 0
+    for step, figures in steps.items():
+        figures[2] = outcomes.step_converted(step)
+    return {step: (sent, suppressed, converted) for step, (sent, suppressed, converted) in steps.items()}
+
+
+def campaign_steps_report(*, campaign: Campaign) -> list[dict[str, Any]]:
+    """``campaign_steps_report_live`` from the counts index and the kept outcomes."""
+    counts = _message_counts(campaign_id=campaign.pk)
+    outcomes = report_outcomes(campaign=campaign)
+    return steps_from(campaign=campaign, messages=_step_messages_from(counts, outcomes), variants=outcomes.variants)
+
+
+def campaign_report(*, campaign: Campaign) -> dict[str, Any]:
+    """``campaign_report_live`` in five statements whatever the campaign's size: the counts, the
+    outcomes, the journey's entries and entered counts, the winners."""
+    counts = _message_counts(campaign_id=campaign.pk)
+    outcomes = report_outcomes(campaign=campaign)
+    report = {
+        "counts": _status_counts_from(counts),
+        "reasons": _reason_counts_from(counts),
+        "impact": impact_from(campaign=campaign, groups=outcomes.groups, still_active=outcomes.still_active),
+        "steps": steps_from(
+            campaign=campaign, messages=_step_messages_from(counts, outcomes), variants=outcomes.variants
+        ),
+    }
+    winners = campaign_winners(campaign=campaign)
+    if winners:
+        report["winner"] = winners
+    return report
+
+
+# Per campaign of a list page: messages sent, and the groups' members and converted customers.
+_LIST_OUTCOMES = """
+    WITH sent AS (
+        SELECT c.campaign_id, sum(c.messages) AS sent FROM campaigns_messagecount c
+        WHERE c.campaign_id = ANY(%(campaigns)s) AND c.status = ANY(%(sent)s) GROUP BY 1
+    ),
+    groups AS (
+        SELECT t.campaign_id, t.treated, sum(t.customers) AS customers, sum(t.converted) AS converted
+        FROM campaigns_reporttotal t WHERE t.campaign_id = ANY(%(campaigns)s)
+        GROUP BY 1, 2
+    )
+    SELECT k.id, coalesce(sent.sent, 0)::bigint,
+           coalesce(treated.customers, 0)::bigint, coalesce(treated.converted, 0)::bigint,
+           coalesce(control.customers, 0)::bigint, coalesce(control.converted, 0)::bigint
+    FROM unnest(%(campaigns)s::bigint[]) AS k(id)
+    LEFT JOIN sent ON sent.campaign_id = k.id
+    LEFT JOIN groups treated ON treated.campaign_id = k.id AND treated.treated
+    LEFT JOIN groups control ON control.campaign_id = k.id AND NOT control.treated
+"""
+
+
+def campaign_list_figures(*, campaign_ids: list[int]) -> dict[int, ListFigures]:
+    """``campaign_list_figures_live`` from the kept outcomes, in one statement for the page."""
+    if not campaign_ids:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(_LIST_OUTCOMES, {"campaigns": list(campaign_ids), "sent": [str(s) for s in SENT_STATUSES]})
+        return {row[0]: ListFigures(*row[1:]) for row in cursor.fetchall()}
