@@ -29,7 +29,9 @@ from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from metrics.rollup_sql import DAY_TRIGGERS, rebuild_sql  # plain SQL text, no Django
+from metrics.cohort_rollup_sql import COHORT_TRIGGERS  # plain SQL text, no Django
+from metrics.cohort_rollup_sql import rebuild_sql as cohort_rebuild_sql
+from metrics.rollup_sql import DAY_TRIGGERS, ROLLUP_TABLES, rebuild_sql, singles_rebuild_sql, totals_rebuild_sql
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
@@ -436,7 +438,7 @@ def _prepare(cur: psycopg.Cursor, *, drop: bool) -> None:
 
 def _rollup_triggers_set(cur: psycopg.Cursor, *, enabled: bool) -> bool:
     """Turn the metrics rollup triggers on or off (a database migrated without them: no-op)."""
-    cur.execute("SELECT tgname FROM pg_trigger WHERE tgname = ANY(%s)", [list(DAY_TRIGGERS)])
+    cur.execute("SELECT tgname FROM pg_trigger WHERE tgname = ANY(%s)", [list(DAY_TRIGGERS + COHORT_TRIGGERS)])
     names = [name for (name,) in cur.fetchall()]
     for name in names:
         action = "ENABLE" if enabled else "DISABLE"
@@ -447,10 +449,12 @@ def _rollup_triggers_set(cur: psycopg.Cursor, *, enabled: bool) -> bool:
 
 def _rollups_rebuild(cur: psycopg.Cursor, store_timezone: str) -> int:
     """The rollups from the loaded purchases, as ``manage.py metrics_rollups_rebuild`` computes them."""
-    cur.execute("DELETE FROM metrics_daychaindelta")
-    cur.execute("DELETE FROM metrics_daychain")
+    for table in ROLLUP_TABLES:
+        cur.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
     cur.execute(rebuild_sql(), {"zone": store_timezone})
     pairs = cur.rowcount
+    for rebuild in (totals_rebuild_sql(), singles_rebuild_sql(), cohort_rebuild_sql()):
+        cur.execute(rebuild, {"zone": store_timezone})
     cur.execute(
         "INSERT INTO metrics_rollupstate (id, time_zone, built_at) VALUES (1, %s, now())"
         " ON CONFLICT (id) DO UPDATE SET time_zone = EXCLUDED.time_zone, built_at = EXCLUDED.built_at",

@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from metrics import impact, rfm
+from metrics import impact, rfm, rfm_stored
 from metrics.cohorts import cohort_matrix
 from metrics.periods import parse_as_of, parse_cohort_period, parse_period, parse_window
 from metrics.retention import retention
@@ -199,12 +199,20 @@ class _LazyPage(Sequence):
 
 
 class RfmApi(APIView):
+    """Served from the nightly scores (metrics/rfm_stored.py) when ``as_of`` is omitted or is exactly
+    their as_of; any other moment, or before the first refresh, is computed live (an ad-hoc read)."""
+
     required_scopes = {"GET": "metrics"}
     required_permissions = {"GET": DASHBOARD_PERMISSION}
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("as_of", OpenApiTypes.STR, description=f"{MOMENT}; default: now"),
+            OpenApiParameter(
+                "as_of",
+                OpenApiTypes.STR,
+                description=f"{MOMENT}; default: the latest nightly scores (their as_of), or now before the "
+                "first nightly run. Another moment than the scores' is an ad-hoc read, computed live (slower).",
+            ),
             OpenApiParameter("segment", OpenApiTypes.STR, enum=list(rfm.SEGMENTS), description="Only this segment"),
             OpenApiParameter("limit", OpenApiTypes.INT, description="Page size, at most 500"),
             OpenApiParameter("offset", OpenApiTypes.INT),
@@ -215,7 +223,7 @@ class RfmApi(APIView):
     )
     def get(self, request: Request) -> Response:
         query = request.query_params
-        as_of = parse_as_of(query.get("as_of"))
+        given = None if query.get("as_of") in (None, "") else parse_as_of(query.get("as_of"))
         segment = query.get("segment") or None
         if segment is not None and segment not in rfm.SEGMENTS:
             raise ApplicationError(
@@ -223,13 +231,27 @@ class RfmApi(APIView):
                 code="invalid",
                 fields={"segment": [f"one of {', '.join(rfm.SEGMENTS)}"]},
             )
-        counts = rfm.segment_counts(as_of=as_of)
-        total = sum(counts.values())
-        rows = _LazyPage(
-            counts[segment] if segment else total,
-            lambda offset, limit: rfm.scored_page(as_of=as_of, offset=offset, limit=limit, segment=segment),
-        )
         paginator = Pagination()
+        # The stored page comes in the statement that reads its counts (one snapshot), so it is read
+        # before the paginator asks for it, at the offset and limit the paginator then slices.
+        stored = rfm_stored.stored_rfm(
+            offset=paginator.get_offset(request), limit=paginator.get_limit(request), segment=segment, as_of=given
+        )
+        if stored is not None:
+            as_of, counts, stored_rows = stored.as_of, stored.counts, stored.rows
+
+            def fetch(offset: int, limit: int) -> list[Any]:
+                return stored_rows  # already this page: read with the counts
+
+        else:
+            as_of = given or parse_as_of(None)
+            counts = rfm.segment_counts(as_of=as_of)
+
+            def fetch(offset: int, limit: int) -> list[Any]:
+                return rfm.scored_page(as_of=as_of, offset=offset, limit=limit, segment=segment)
+
+        total = sum(counts.values())
+        rows = _LazyPage(counts[segment] if segment else total, fetch)
         page = paginator.paginate_queryset(rows, request, view=self)
         body = {
             "as_of": as_of,

@@ -36,6 +36,7 @@ from metrics.models import ChurnModel, CustomerScore
 from metrics.periods import store_tz
 from metrics.retention import completed_purchases
 from metrics.rfm import scored_sql
+from metrics.rfm_stored import store_sql
 
 logger = logging.getLogger(__name__)
 
@@ -209,15 +210,17 @@ class RefreshResult:
 def customer_scores_refresh(*, as_of: dt.datetime | None = None) -> RefreshResult:
     """Recompute every customer's RFM scores and churn risk and store them set-based.
 
-    Reads two queries (the BG/NBD summary, the RFM scores), writes one upsert and one delete of
-    rows for customers who no longer have a completed purchase. Runs in one transaction, so
-    readers see either yesterday's scores or today's, never a mix.
+    Reads two queries (the BG/NBD summary, the RFM scores), writes one statement (the scores'
+    upsert with the RFM page positions and segment counts) and one delete of the score rows this
+    run did not write (customers without a completed purchase any more). Runs in one transaction,
+    so readers see either yesterday's scores, counts and pages or today's, never a mix.
     """
     computed_at = as_of or timezone.now()
     summary = purchase_summary(as_of=computed_at)
     scores = churn_scores(summary.frequency, summary.recency, summary.T)
     _write_scores(summary, scores, computed_at)
-    CustomerScore.objects.filter(computed_at__lt=computed_at).delete()
+    # Every row not written now, also one a refresh with a later as_of left: scores match the counts.
+    CustomerScore.objects.exclude(computed_at=computed_at).delete()
     result = RefreshResult(
         customers=len(summary.customer_id),
         bgnbd_customers=int(scores.uses_bgnbd.sum()),
@@ -238,33 +241,44 @@ SCORE_COLUMNS = (
 
 
 def _write_scores(summary: PurchaseSummary, scores: ChurnScores, computed_at: dt.datetime) -> None:
-    """One INSERT ... SELECT joining the RFM query to the churn arrays (unnest) ON CONFLICT DO UPDATE."""
+    """One statement: the RFM query joined to the churn arrays (unnest), upserted into the scores
+    (ON CONFLICT DO UPDATE), and from the same rows the RFM page positions and segment counts
+    (metrics/rfm_stored.py), so the stored counts always describe exactly the stored scores."""
     rfm, rfm_params = scored_sql(as_of=computed_at)
     table = CustomerScore._meta.db_table
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in SCORE_COLUMNS.split(", ") if c != "customer_id")
+    # Materialised once: the scores, the positions and the deletes of stale positions all read it.
+    stored, stored_params = store_sql("scored", computed_at=computed_at)
     sql = f"""
-        INSERT INTO {table} ({SCORE_COLUMNS})
-        SELECT s.id, u.churn_risk, NULLIF(u.p_alive, 'NaN'::float8),
-               CASE WHEN u.uses_bgnbd THEN %s ELSE %s END,
-               GREATEST(%s::date - (s.last_at AT TIME ZONE %s)::date, 0),
-               s.frequency, s.monetary, s.r, s.f, s.m, s.segment, %s
-        FROM ({rfm}) s
-        JOIN unnest(%s::bigint[], %s::float8[], %s::float8[], %s::boolean[])
-             AS u(customer_id, churn_risk, p_alive, uses_bgnbd) ON u.customer_id = s.id
-        ON CONFLICT (customer_id) DO UPDATE SET {updates}
+        WITH scored AS MATERIALIZED (
+            SELECT s.*, u.churn_risk, u.p_alive, u.uses_bgnbd
+            FROM ({rfm}) s
+            JOIN unnest(%s::bigint[], %s::float8[], %s::float8[], %s::boolean[])
+                 AS u(customer_id, churn_risk, p_alive, uses_bgnbd) ON u.customer_id = s.id
+        ), scores AS (
+            INSERT INTO {table} ({SCORE_COLUMNS})
+            SELECT s.id, s.churn_risk, NULLIF(s.p_alive, 'NaN'::float8),
+                   CASE WHEN s.uses_bgnbd THEN %s ELSE %s END,
+                   GREATEST(%s::date - (s.last_at AT TIME ZONE %s)::date, 0),
+                   s.frequency, s.monetary, s.r, s.f, s.m, s.segment, %s
+            FROM scored s
+            ON CONFLICT (customer_id) DO UPDATE SET {updates}
+        )
+        {stored}
     """
     tz = store_tz()
     params: list[Any] = [
-        ChurnModel.BGNBD,
-        ChurnModel.RHYTHM,
-        computed_at.astimezone(tz).date(),
-        str(tz),
-        computed_at,
         *rfm_params,
         summary.customer_id.tolist(),
         scores.churn_risk.tolist(),
         scores.p_alive.tolist(),
         scores.uses_bgnbd.tolist(),
+        ChurnModel.BGNBD,
+        ChurnModel.RHYTHM,
+        computed_at.astimezone(tz).date(),
+        str(tz),
+        computed_at,
+        *stored_params,
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

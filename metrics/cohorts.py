@@ -6,6 +6,11 @@ completed purchase in month c + k, so k = 0 is 1.0 by construction.
 
 The range: cohorts from the month containing ``start`` to the month containing the last instant
 before ``end``; purchases count up to ``end``, so a month cut by ``end`` counts what happened so far.
+
+The whole shop's matrix is read off the cohort cells the purchase triggers keep exact
+(metrics/cohort_rollups.py) when ``start`` and ``end`` are store midnights and the rollups are in
+the store's zone; else, and for a customer group, it is computed from the purchases
+(``cohort_matrix_live``, the reference the rollup is tested against).
 """
 
 import datetime as dt
@@ -15,7 +20,8 @@ from django.db.models import Count
 from django.db.models.functions import TruncMonth
 
 from customers.models import Customer
-from metrics.periods import add_months, month_start, store_tz
+from metrics.cohort_rollups import cohort_cells_read
+from metrics.periods import add_months, local_day_of_midnight, month_start, store_tz
 from metrics.retention import CustomerIds, completed_purchases
 
 
@@ -53,8 +59,50 @@ def cohort_months(*, start: dt.datetime, end: dt.datetime) -> list[dt.date]:
     return months
 
 
+def _assemble(months: list[dt.date], sizes: dict, active: dict) -> list[Cohort]:
+    """The cohorts with a customer, oldest first, from sizes by (year, month) and active counts by
+    ((year, month), (year, month))."""
+    cohorts = []
+    for i, month in enumerate(months):
+        key = (month.year, month.month)
+        if not sizes.get(key):
+            continue
+        row = [active.get((key, (later.year, later.month)), 0) for later in months[i:]]
+        cohorts.append(Cohort(month=month, size=sizes[key], active=row))
+    return cohorts
+
+
 def cohort_matrix(*, start: dt.datetime, end: dt.datetime, customer_ids: CustomerIds | None = None) -> list[Cohort]:
-    """Cohorts with at least one customer, oldest first, in two queries (sizes, then active counts)."""
+    """Cohorts with at least one customer, oldest first: from the cohort cells in one query when
+    they can answer, else from the purchases in two."""
+    if customer_ids is None:
+        fast = cohort_matrix_from_rollups(start=start, end=end)
+        if fast is not None:
+            return fast
+    return cohort_matrix_live(start=start, end=end, customer_ids=customer_ids)
+
+
+def cohort_matrix_from_rollups(*, start: dt.datetime, end: dt.datetime) -> list[Cohort] | None:
+    """The whole shop's matrix from the cohort cells in one statement, or None when they cannot
+    answer (a bound that is not a store midnight, rollups in another zone)."""
+    end_day = local_day_of_midnight(end)
+    if local_day_of_midnight(start) is None or end_day is None:
+        return None
+    months = cohort_months(start=start, end=end)
+    cells = cohort_cells_read(first_month=months[0], end_day=end_day)
+    if cells is None:
+        return None
+    # Every member of a cohort buys in its own month: cell (c, c) is the cohort's size.
+    keyed = {((c.year, c.month), (m.year, m.month)): n for (c, m), n in cells.items()}
+    sizes = {cohort: n for (cohort, month), n in keyed.items() if cohort == month}
+    return _assemble(months, sizes, keyed)
+
+
+def cohort_matrix_live(
+    *, start: dt.datetime, end: dt.datetime, customer_ids: CustomerIds | None = None
+) -> list[Cohort]:
+    """Cohorts with at least one customer, oldest first, from the purchases in two queries (sizes,
+    then active counts)."""
     tz = store_tz()
     months = cohort_months(start=start, end=end)
     begin = month_start(start)
@@ -82,12 +130,4 @@ def cohort_matrix(*, start: dt.datetime, end: dt.datetime, customer_ids: Custome
         .annotate(active=Count("customer_id", distinct=True))
     )
     active = {(_month_key(row["cohort"]), _month_key(row["month"])): row["active"] for row in cells}
-
-    cohorts = []
-    for i, month in enumerate(months):
-        key = (month.year, month.month)
-        if not sizes.get(key):
-            continue
-        row = [active.get((key, (later.year, later.month)), 0) for later in months[i:]]
-        cohorts.append(Cohort(month=month, size=sizes[key], active=row))
-    return cohorts
+    return _assemble(months, sizes, active)

@@ -7,16 +7,22 @@ from typing import Any
 from django.utils import timezone
 from django.utils.safestring import SafeString
 
+from customers.models import Purchase
 from metrics import charts, rfm
-from metrics.cohorts import Cohort, cohort_matrix
-from metrics.models import DailySnapshot
-from metrics.periods import DEFAULT_COHORT_MONTHS, Period, add_months, store_tz
-from metrics.retention import Retention, retention
+from metrics.cohorts import Cohort, cohort_matrix_from_rollups
+from metrics.jobs import PeriodFigures, dashboard_job_key, figures_load, metrics_job_request, period_figures_compute
+from metrics.models import DailySnapshot, MetricsJob, MetricsJobStatus
+from metrics.periods import DEFAULT_COHORT_MONTHS, Period, add_months, local_day_of_midnight, shift_days, store_tz
+from metrics.retention import Retention, retention_from_rollups
+from metrics.rollups import completed_orders_between
 from metrics.selectors import snapshot_series, stored_segment_sizes
-from metrics.summary import Summary, summary
+from metrics.summary import Summary, summary_from_rollups
 from retention_crm.money import money
 
 TREND_DAYS = 180
+# A period the rollups cannot answer is computed during the request only while its scan is this
+# small (well under a second); beyond it a worker computes it and the page shows progress.
+INLINE_SCAN_PURCHASES = 200_000
 
 
 @dataclass(frozen=True)
@@ -43,21 +49,29 @@ class CampaignImpactRow:
 class Dashboard:
     period: Period
     window_days: int
-    retention: Retention
-    summary: Summary
+    # None while a worker computes them (``job`` says how far it got).
+    retention: Retention | None
+    summary: Summary | None
     snapshots: list[DailySnapshot]
     trend_chart: SafeString | None
-    cohorts: list[CohortRow]
+    cohorts: list[CohortRow] | None
     cohort_months: int
     segment_counts: dict[str, int]
     segments_as_of: dt.datetime | None
     segments_stored: bool
     segment_chart: SafeString
-    nps_chart: SafeString
+    nps_chart: SafeString | None
     campaign_impacts: list[CampaignImpactRow]
+    job: MetricsJob | None = None  # the worker's job, when the period's figures come from one
+
+    @property
+    def computing(self) -> bool:
+        return self.retention is None
 
     def cards(self) -> list[dict[str, Any]]:
         r, s = self.retention, self.summary
+        if r is None or s is None:
+            return []
         return [
             {"key": "crr", "label": "CRR", "value": _percent(r.crr)},
             {"key": "churn_rate", "label": "Churn", "value": _percent(r.churn_rate)},
@@ -102,11 +116,50 @@ def campaign_impact_rows(*, limit: int = DASHBOARD_CAMPAIGNS) -> list[CampaignIm
     return rows
 
 
+def fast_period_figures(*, period: Period, cohort_start: dt.datetime, window_days: int) -> PeriodFigures | None:
+    """The period's figures from the rollups alone, or None if any of them would scan purchases."""
+    table = retention_from_rollups(start=period.start, end=period.end, window_days=window_days)
+    figures = summary_from_rollups(start=period.start, end=period.end, window_days=window_days, scan=False)
+    cohorts = cohort_matrix_from_rollups(start=cohort_start, end=period.end)
+    if table is None or figures is None or cohorts is None:
+        return None
+    return PeriodFigures(retention=table, summary=figures, cohorts=cohorts)
+
+
+def _scan_is_small(*, period: Period, cohort_start: dt.datetime, window_days: int) -> bool:
+    """Whether the live selectors would read few purchases: the day totals count them exactly."""
+    first = min(shift_days(period.start, -window_days), cohort_start)
+    first_day = first.astimezone(store_tz()).date()
+    end_day = local_day_of_midnight(period.end) or period.end.astimezone(store_tz()).date() + dt.timedelta(days=1)
+    scanned = completed_orders_between(first_day=first_day, end_day=end_day)
+    if scanned is None:  # rollups not in the store's zone yet: count, but never past the limit
+        in_range = Purchase.objects.filter(placed_at__gte=first, placed_at__lt=period.end).order_by()
+        scanned = in_range.values("pk")[: INLINE_SCAN_PURCHASES + 1].count()
+    return scanned <= INLINE_SCAN_PURCHASES
+
+
+def period_figures(
+    *, period: Period, cohort_start: dt.datetime, window_days: int
+) -> tuple[PeriodFigures | None, MetricsJob | None]:
+    """From the rollups; else computed now if the scan is small; else from a worker's job (None
+    while it runs)."""
+    params = {"period": period, "cohort_start": cohort_start, "window_days": window_days}
+    figures = fast_period_figures(**params)
+    if figures is not None:
+        return figures, None
+    if _scan_is_small(**params):
+        return period_figures_compute(**params), None
+    job = metrics_job_request(key=dashboard_job_key(**params))
+    if job.status == MetricsJobStatus.DONE and job.result is not None:
+        return figures_load(job.result), job
+    return None, job
+
+
 def dashboard_build(*, period: Period, window_days: int) -> Dashboard:
     """The figures for ``period``, the trend from daily snapshots, the cohorts of the last
     ``DEFAULT_COHORT_MONTHS`` months up to the period's end, and the RFM segment sizes."""
-    table = retention(start=period.start, end=period.end, window_days=window_days)
-    figures = summary(start=period.start, end=period.end, window_days=window_days)
+    cohort_start = add_months(period.end - dt.timedelta(microseconds=1), -(DEFAULT_COHORT_MONTHS - 1))
+    figures, job = period_figures(period=period, cohort_start=cohort_start, window_days=window_days)
 
     since = period.end.astimezone(store_tz()).date() - dt.timedelta(days=TREND_DAYS)
     snapshots = snapshot_series(since=since)
@@ -121,11 +174,12 @@ def dashboard_build(*, period: Period, window_days: int) -> Dashboard:
             ],
         )
 
-    cohort_start = add_months(period.end - dt.timedelta(microseconds=1), -(DEFAULT_COHORT_MONTHS - 1))
-    cohorts = [
-        CohortRow(cohort, [(share, charts.heat_style(share)) for share in cohort.retention])
-        for cohort in cohort_matrix(start=cohort_start, end=period.end)
-    ]
+    cohorts = None
+    if figures is not None:
+        cohorts = [
+            CohortRow(cohort, [(share, charts.heat_style(share)) for share in cohort.retention])
+            for cohort in figures.cohorts
+        ]
 
     stored = stored_segment_sizes()
     if stored.computed_at is not None:
@@ -134,11 +188,12 @@ def dashboard_build(*, period: Period, window_days: int) -> Dashboard:
         as_of = timezone.now()
         counts, from_store = rfm.segment_counts(as_of=as_of), False
 
+    nps = figures.summary.nps if figures is not None else None
     return Dashboard(
         period=period,
         window_days=window_days,
-        retention=table,
-        summary=figures,
+        retention=figures.retention if figures is not None else None,
+        summary=figures.summary if figures is not None else None,
         snapshots=snapshots,
         trend_chart=trend,
         cohorts=cohorts,
@@ -149,8 +204,9 @@ def dashboard_build(*, period: Period, window_days: int) -> Dashboard:
         segment_chart=charts.bar_chart(
             title="Customers per RFM segment", labels=list(counts), values=list(counts.values())
         ),
-        nps_chart=charts.nps_bar(
-            promoters=figures.nps.promoters, passives=figures.nps.passives, detractors=figures.nps.detractors
-        ),
+        nps_chart=None
+        if nps is None
+        else charts.nps_bar(promoters=nps.promoters, passives=nps.passives, detractors=nps.detractors),
         campaign_impacts=campaign_impact_rows(),
+        job=job,
     )

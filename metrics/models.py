@@ -169,3 +169,177 @@ class RollupState(models.Model):
 
     def __str__(self) -> str:
         return f"rollups in {self.time_zone}, built {self.built_at:%Y-%m-%d %H:%M}"
+
+
+# --- Day totals and single-order days (metrics/rollups.py) ------------------------------------------
+
+# The gap cap and the longest period are in metrics/rollup_sql.py (SINGLE_GAP_CAP,
+# REPEAT_MAX_PERIOD_DAYS), which must import without Django set up.
+
+
+class DayTotal(models.Model):
+    """Completed orders and revenue placed on each store-local day. Compacted from
+    ``DayTotalDelta``; read together with it."""
+
+    day = models.DateField(primary_key=True)
+    orders = models.BigIntegerField()
+    revenue = models.DecimalField(max_digits=18, decimal_places=MONEY_PLACES)
+
+    def __str__(self) -> str:
+        return f"{self.day}: {self.orders} orders, {self.revenue}"
+
+
+class DayTotalDelta(models.Model):
+    """Changes to ``DayTotal`` not yet folded in (append-only, like ``DayChainDelta``)."""
+
+    id = models.BigAutoField(primary_key=True)
+    day = models.DateField()
+    orders = models.BigIntegerField()
+    revenue = models.DecimalField(max_digits=18, decimal_places=MONEY_PLACES)
+
+    def __str__(self) -> str:
+        return f"{self.day}: {self.orders:+} orders, {self.revenue:+}"
+
+
+class DaySingle(models.Model):
+    """How many customers placed exactly one completed order on ``day``, with their previous
+    purchase day ``gap_before`` days earlier and their next ``gap_after`` days later (each capped at
+    ``SINGLE_GAP_CAP``, which also stands for "none").
+
+    A customer has exactly one order in a period [s, e) of at most ``REPEAT_MAX_PERIOD_DAYS`` days
+    when one such row has s <= day < e, gap_before > day - s and gap_after >= e - day: the repeat
+    customers are the period's buyers minus those. Compacted from ``DaySingleDelta``."""
+
+    day = models.DateField()
+    gap_before = models.SmallIntegerField()
+    gap_after = models.SmallIntegerField()
+    customers = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["day", "gap_before", "gap_after"], name="day_single_one_per_cell")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} (-{self.gap_before}/+{self.gap_after}): {self.customers}"
+
+
+class DaySingleDelta(models.Model):
+    """Changes to ``DaySingle`` not yet folded in (append-only)."""
+
+    id = models.BigAutoField(primary_key=True)
+    day = models.DateField()
+    gap_before = models.SmallIntegerField()
+    gap_after = models.SmallIntegerField()
+    customers = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.day} (-{self.gap_before}/+{self.gap_after}): {self.customers:+}"
+
+
+# --- Cohort cells (metrics/cohort_rollups.py) ---------------------------------------------------------
+
+
+class CohortCell(models.Model):
+    """How many customers whose first completed purchase is in store-local month ``cohort_month``
+    made their first completed purchase of ``month`` on ``first_day`` (months as their first days;
+    ``month = cohort_month`` is the cohort's size). The day lets a matrix that ends inside a month
+    count that month up to its end. Kept by the purchase triggers (metrics/cohort_rollup_sql.py),
+    compacted from ``CohortCellDelta`` and read together with it; days in the zone ``RollupState``
+    records."""
+
+    cohort_month = models.DateField()
+    month = models.DateField()
+    first_day = models.DateField()
+    customers = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["cohort_month", "month", "first_day"], name="cohort_cell_one_per_cell")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.cohort_month:%Y-%m} in {self.month:%Y-%m}, from {self.first_day}: {self.customers}"
+
+
+class CohortCellDelta(models.Model):
+    """Changes to ``CohortCell`` not yet folded in, appended by the purchase triggers (one row per
+    changed cell and writing statement, never updated: concurrent writers never wait on each other)."""
+
+    id = models.BigAutoField(primary_key=True)
+    cohort_month = models.DateField()
+    month = models.DateField()
+    first_day = models.DateField()
+    customers = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"{self.cohort_month:%Y-%m} in {self.month:%Y-%m}, from {self.first_day}: {self.customers:+}"
+
+
+# --- RFM segment counts (metrics/rfm_stored.py) --------------------------------------------------------
+
+
+class RfmSegmentCount(models.Model):
+    """Customers per RFM segment in the latest nightly scores: one row per segment (zeros included),
+    written by the refresh in the statement that writes the scores, so a read of the counts never
+    groups millions of score rows. No rows: no refresh has run yet."""
+
+    segment = models.CharField(max_length=32, primary_key=True, choices=RfmSegment.choices)
+    customers = models.BigIntegerField()
+    computed_at = models.DateTimeField(help_text="The scores' as_of")
+
+    def __str__(self) -> str:
+        return f"{self.segment}: {self.customers}"
+
+
+class RfmPagePosition(models.Model):
+    """Where a scored customer stands in the RFM pages of the latest nightly scores (by external_id,
+    1-based, among every scored customer and within its segment), and its last completed purchase
+    before the scores' as_of. A page at any offset is one range of an index, never a sort."""
+
+    customer = models.OneToOneField(Customer, primary_key=True, on_delete=models.CASCADE, related_name="+")
+    rfm_segment = models.CharField(max_length=32, choices=RfmSegment.choices)
+    position = models.BigIntegerField()
+    segment_position = models.BigIntegerField()
+    last_purchase_at = models.DateTimeField()
+
+    class Meta:
+        # Not unique: the nightly upsert moves positions row by row within one statement.
+        indexes = [
+            models.Index(fields=["position"], name="rfm_page_position_idx"),
+            models.Index(fields=["rfm_segment", "segment_position"], name="rfm_page_segment_position_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id}: #{self.position}, {self.rfm_segment} #{self.segment_position}"
+
+
+# --- Figures computed by a worker (metrics/jobs.py) -------------------------------------------------
+
+
+class MetricsJobStatus(models.TextChoices):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class MetricsJob(models.Model):
+    """Figures whose reading means scanning the purchases (a period the rollups cannot answer),
+    computed by a worker while the page that asked shows progress; one row per set of parameters."""
+
+    key = models.CharField(max_length=200, unique=True, help_text="What is computed, with its parameters")
+    status = models.CharField(max_length=16, choices=MetricsJobStatus.choices, default=MetricsJobStatus.PENDING)
+    result = models.JSONField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    requested_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(status__in=MetricsJobStatus.values), name="metrics_job_status_valid")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.status}"

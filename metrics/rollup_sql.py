@@ -13,6 +13,11 @@ path's own lock), in a statement of their own, so the chain is read after any co
 the same customer has committed: two writers never both read a chain without the other's days.
 """
 
+# The longest period the repeat purchase rate is read off the single-order days for; their gaps are
+# stored capped at one day more, which is all such a period can tell apart (metrics.models.DaySingle).
+REPEAT_MAX_PERIOD_DAYS = 31
+SINGLE_GAP_CAP = REPEAT_MAX_PERIOD_DAYS + 1
+
 FIRST_DAY = "DATE '0001-01-01'"
 LAST_DAY = "DATE '9999-12-31'"
 
@@ -90,12 +95,115 @@ def _days(*, new_rows: bool, old_rows: bool) -> str:
     )
 
 
+def _statement_rows(*, new_rows: bool, old_rows: bool, columns: str) -> str:
+    """The statement's completed rows, +1 as they are now, -1 as they were (``columns`` over ``r``)."""
+    rows = []
+    if new_rows:
+        rows.append(f"SELECT {columns.format(sign='1')} FROM new_rows r WHERE r.status = 'completed'")
+    if old_rows:
+        rows.append(f"SELECT {columns.format(sign='-1')} FROM old_rows r WHERE r.status = 'completed'")
+    return " UNION ALL ".join(rows)
+
+
+def _totals(*, new_rows: bool, old_rows: bool) -> str:
+    """Orders and revenue per day: additive, so read straight off the transition tables."""
+    rows = _statement_rows(
+        new_rows=new_rows,
+        old_rows=old_rows,
+        columns=f"{_local_day('r')} AS day, {{sign}} AS n, {{sign}} * r.total AS v",
+    )
+    return (
+        "INSERT INTO metrics_daytotaldelta (day, orders, revenue)"
+        f" SELECT day, sum(n), sum(v) FROM ({rows}) r GROUP BY day HAVING sum(n) <> 0 OR sum(v) <> 0;"
+    )
+
+
+def singles_sql(days: str) -> str:
+    """``(day, gap_before, gap_after, customers)`` from ``days``, a query of
+    ``(customer_id, day, orders, sign)``: each sign's days of exactly one order, with the gaps to the
+    neighbouring days of the same customer and sign, capped, weighted by the sign."""
+    cap = SINGLE_GAP_CAP
+    return (
+        f"WITH d AS ({days}), g AS ("
+        " SELECT d.day, d.orders, d.sign, d.day - lag(d.day) OVER w AS before, lead(d.day) OVER w - d.day AS after"
+        " FROM d WINDOW w AS (PARTITION BY d.customer_id, d.sign ORDER BY d.day))"
+        f" SELECT day, least(coalesce(before, {cap}), {cap}) AS gap_before,"
+        f" least(coalesce(after, {cap}), {cap}) AS gap_after, sum(sign)::int AS customers"
+        " FROM g WHERE orders = 1 GROUP BY 1, 2, 3 HAVING sum(sign) <> 0"
+    )
+
+
+def _single_days(*, new_rows: bool, old_rows: bool) -> str:
+    """The days whose single-order rows can differ before and after the statement, per touched
+    customer, with their order counts: +1 as they are now, -1 as they were before.
+
+    Those are the changed days C and, within the gap cap of each, the nearest unchanged purchase day
+    below and above it (whose gap to C changes); the days that set the other gap of those
+    neighbours come along with count 0, so they bound a gap but never make a row of their own. Every
+    row that changed is centred on one of these days and finds its neighbours among them; rows
+    farther apart than the cap differ only in gaps that are capped anyway (ARCHITECTURE.md)."""
+    changes = _statement_rows(
+        new_rows=new_rows, old_rows=old_rows, columns=f"r.customer_id, {_local_day('r')} AS day, {{sign}} AS n"
+    )
+    cap = SINGLE_GAP_CAP
+    day = _local_day("p")
+    unchanged = f"NOT {day} = ANY(c.changed_days)"
+
+    def nearest(anchor: str, *, below: bool) -> str:
+        if below:
+            bound = f"< {_day_start(f'({anchor} + 1)')} + interval '1 day'"
+            bound += f" AND p.placed_at >= {_day_start(f'({anchor} - {cap})')} - interval '1 day'"
+            where, order = f"{day} < {anchor} AND {day} >= {anchor} - {cap}", "DESC"
+        else:
+            bound = f">= {_day_start(anchor)} - interval '1 day'"
+            bound += f" AND p.placed_at < {_day_start(f'({anchor} + {cap} + 1)')} + interval '1 day'"
+            where, order = f"{day} > {anchor} AND {day} <= {anchor} + {cap}", ""
+        return (
+            f"(SELECT {day} {_NEAR.format(bound=bound)} AND {where} AND {unchanged}"
+            f" ORDER BY p.placed_at {order} LIMIT 1)"
+        )
+
+    def orders_on(anchor: str) -> str:
+        bound = f">= {_day_start(anchor)} - interval '1 day'"
+        return (
+            f"(SELECT count(*)::int {_NEAR.format(bound=bound)}"
+            f" AND p.placed_at < {_day_start(f'({anchor} + 1)')} + interval '1 day' AND {day} = {anchor})"
+        )
+
+    return (
+        f"WITH changed AS (SELECT customer_id, day, sum(n)::int AS n FROM ({changes}) r"
+        " GROUP BY 1, 2 HAVING sum(n) <> 0),"
+        " by_customer AS (SELECT customer_id, array_agg(day) AS changed_days FROM changed GROUP BY 1),"
+        " c AS (SELECT changed.*, b.changed_days FROM changed JOIN by_customer b USING (customer_id)),"
+        f" counted AS (SELECT c.customer_id, c.day, k.n AS now_n, k.n - c.n AS before_n"
+        f"  FROM c CROSS JOIN LATERAL (SELECT {orders_on('c.day')} AS n) k),"
+        " near AS ("
+        "  SELECT c.customer_id, x.day, x.orders FROM c"
+        f"  CROSS JOIN LATERAL (SELECT {nearest('c.day', below=True)} AS below,"
+        f"   {nearest('c.day', below=False)} AS above OFFSET 0) one"  # OFFSET 0: probe once, not per use
+        "  CROSS JOIN LATERAL ("
+        f"   SELECT one.below AS day, {orders_on('one.below')} AS orders WHERE one.below IS NOT NULL"
+        f"   UNION ALL SELECT one.above, {orders_on('one.above')} WHERE one.above IS NOT NULL"
+        f"   UNION ALL SELECT {nearest('one.below', below=True)}, 0 WHERE one.below IS NOT NULL"
+        f"   UNION ALL SELECT {nearest('one.above', below=False)}, 0 WHERE one.above IS NOT NULL"
+        "  ) x WHERE x.day IS NOT NULL),"
+        # A day can be one changed day's neighbour and another's bound: its real count wins.
+        " neighbours AS (SELECT customer_id, day, max(orders) AS orders FROM near GROUP BY 1, 2)"
+        " SELECT customer_id, day, now_n AS orders, 1 AS sign FROM counted WHERE now_n > 0"
+        " UNION ALL SELECT customer_id, day, before_n, -1 FROM counted WHERE before_n > 0"
+        " UNION ALL SELECT n.customer_id, n.day, n.orders, s.sign FROM neighbours n"
+        " CROSS JOIN (VALUES (1), (-1)) s(sign)"
+    )
+
+
 def _apply(touched: str, *, new_rows: bool, old_rows: bool) -> str:
     return (
-        "IF EXISTS (" + touched + ") THEN"
+        _totals(new_rows=new_rows, old_rows=old_rows) + " IF EXISTS (" + touched + ") THEN"
         f" PERFORM 1 FROM customers_customer c WHERE c.id IN ({touched}) ORDER BY c.id FOR NO KEY UPDATE;"
         " INSERT INTO metrics_daychaindelta (day, next_day, customers) "
         + chain_pairs_sql(_days(new_rows=new_rows, old_rows=old_rows))
+        + "; INSERT INTO metrics_daysingledelta (day, gap_before, gap_after, customers) "
+        + singles_sql(_single_days(new_rows=new_rows, old_rows=old_rows))
         + "; END IF;"
     )
 
@@ -130,7 +238,9 @@ TRIGGER_FUNCTION = (
 # Emptying the purchases empties the chain (TRUNCATE fires no row or statement triggers).
 TRUNCATE_FUNCTION = (
     "CREATE OR REPLACE FUNCTION metrics_purchases_truncated() RETURNS trigger LANGUAGE plpgsql AS $fn$"
-    " BEGIN DELETE FROM metrics_daychaindelta; DELETE FROM metrics_daychain; RETURN NULL; END $fn$"
+    " BEGIN DELETE FROM metrics_daychaindelta; DELETE FROM metrics_daychain;"
+    " DELETE FROM metrics_daytotaldelta; DELETE FROM metrics_daytotal;"
+    " DELETE FROM metrics_daysingledelta; DELETE FROM metrics_daysingle; RETURN NULL; END $fn$"
 )
 
 CREATE_TRIGGERS = [
@@ -156,6 +266,18 @@ DROP_TRIGGERS = [
     "DROP FUNCTION IF EXISTS metrics_purchases_truncated()",
 ]
 
+# Every table a rebuild empties, the deltas first (the cohort cells' are metrics/cohort_rollup_sql.py's).
+ROLLUP_TABLES = (
+    "metrics_daychaindelta",
+    "metrics_daychain",
+    "metrics_daytotaldelta",
+    "metrics_daytotal",
+    "metrics_daysingledelta",
+    "metrics_daysingle",
+    "metrics_cohortcelldelta",
+    "metrics_cohortcell",
+)
+
 # The trigger names, for loaders that write purchases in bulk and rebuild afterwards.
 DAY_TRIGGERS = ("purchase_days_inserted", "purchase_days_updated", "purchase_days_deleted")
 
@@ -167,3 +289,21 @@ def rebuild_sql() -> str:
         " FROM customers_purchase p WHERE p.status = 'completed'"
     )
     return "INSERT INTO metrics_daychain (day, next_day, customers) " + chain_pairs_sql(days)
+
+
+def totals_rebuild_sql() -> str:
+    """The day totals from every completed purchase, in the zone ``%(zone)s``."""
+    return (
+        "INSERT INTO metrics_daytotal (day, orders, revenue)"
+        " SELECT (placed_at AT TIME ZONE %(zone)s)::date, count(*), sum(total)"
+        " FROM customers_purchase WHERE status = 'completed' GROUP BY 1"
+    )
+
+
+def singles_rebuild_sql() -> str:
+    """The single-order days from every completed purchase, in the zone ``%(zone)s``."""
+    days = (
+        "SELECT p.customer_id, (p.placed_at AT TIME ZONE %(zone)s)::date AS day, count(*)::int AS orders, 1 AS sign"
+        " FROM customers_purchase p WHERE p.status = 'completed' GROUP BY 1, 2"
+    )
+    return "INSERT INTO metrics_daysingle (day, gap_before, gap_after, customers) " + singles_sql(days)

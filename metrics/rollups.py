@@ -15,13 +15,22 @@ them in (a beat task, every minute). Readers sum both, so every read is exact at
 import datetime as dt
 import logging
 from dataclasses import dataclass
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from metrics.cohort_rollups import COHORT_TRIGGERS, cohort_cells, cohort_cells_compact, cohort_cells_rebuild
 from metrics.models import CHAIN_FIRST_DAY, RollupState
-from metrics.rollup_sql import DAY_TRIGGERS, rebuild_sql
+from metrics.rollup_sql import (
+    DAY_TRIGGERS,
+    REPEAT_MAX_PERIOD_DAYS,
+    ROLLUP_TABLES,
+    rebuild_sql,
+    singles_rebuild_sql,
+    totals_rebuild_sql,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -44,10 +53,13 @@ def rollups_rebuild() -> RebuildResult:
     zone = settings.TIME_ZONE
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("LOCK TABLE customers_purchase IN SHARE MODE")
-        cursor.execute("DELETE FROM metrics_daychaindelta")
-        cursor.execute("DELETE FROM metrics_daychain")
+        for table in ROLLUP_TABLES:
+            cursor.execute(f"DELETE FROM {table}")
         cursor.execute(rebuild_sql(), {"zone": zone})
         pairs = cursor.rowcount
+        cursor.execute(totals_rebuild_sql(), {"zone": zone})
+        cursor.execute(singles_rebuild_sql(), {"zone": zone})
+        cohort_cells_rebuild(cursor, zone)
         cursor.execute(
             "INSERT INTO metrics_rollupstate (id, time_zone, built_at) VALUES (%s, %s, %s)"
             " ON CONFLICT (id) DO UPDATE SET time_zone = EXCLUDED.time_zone, built_at = EXCLUDED.built_at",
@@ -57,6 +69,26 @@ def rollups_rebuild() -> RebuildResult:
     return RebuildResult(pairs=pairs, time_zone=zone)
 
 
+def _fold(delta: str, table: str, key: str, values: str) -> str:
+    """Move the committed rows of ``delta`` into ``table`` (summed per ``key``); yields the count moved."""
+    sums = ", ".join(f"sum({v}) AS {v}" for v in values.split(", "))
+    adds = ", ".join(f"{v} = {table}.{v} + EXCLUDED.{v}" for v in values.split(", "))
+    return (
+        f"WITH moved AS (DELETE FROM {delta} RETURNING {key}, {values}),"
+        f" summed AS (SELECT {key}, {sums}, count(*) AS rows FROM moved GROUP BY {key}),"
+        f" folded AS (INSERT INTO {table} ({key}, {values}) SELECT {key}, {values} FROM summed"
+        f"   ON CONFLICT ({key}) DO UPDATE SET {adds})"
+        " SELECT coalesce(sum(rows), 0) FROM summed"
+    )
+
+
+_FOLDS = (
+    _fold("metrics_daychaindelta", "metrics_daychain", "day, next_day", "customers"),
+    _fold("metrics_daytotaldelta", "metrics_daytotal", "day", "orders, revenue"),
+    _fold("metrics_daysingledelta", "metrics_daysingle", "day, gap_before, gap_after", "customers"),
+)
+
+
 def rollups_compact() -> int | None:
     """Fold the committed deltas into the chain; returns how many delta rows it folded, or None
     when another compaction holds the lock. Deltas of writers still in flight stay for the next run."""
@@ -64,17 +96,13 @@ def rollups_compact() -> int | None:
         cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [COMPACT_LOCK])
         if not cursor.fetchone()[0]:
             return None
-        cursor.execute(
-            "WITH moved AS (DELETE FROM metrics_daychaindelta RETURNING day, next_day, customers),"
-            " summed AS (SELECT day, next_day, sum(customers) AS customers, count(*) AS rows FROM moved"
-            "   GROUP BY day, next_day),"
-            " folded AS (INSERT INTO metrics_daychain (day, next_day, customers)"
-            "   SELECT day, next_day, customers FROM summed"
-            "   ON CONFLICT (day, next_day) DO UPDATE SET customers = metrics_daychain.customers + EXCLUDED.customers)"
-            " SELECT coalesce(sum(rows), 0) FROM summed"
-        )
-        folded = cursor.fetchone()[0]
+        folded = 0
+        for fold in _FOLDS:
+            cursor.execute(fold)
+            folded += cursor.fetchone()[0]
         cursor.execute("DELETE FROM metrics_daychain WHERE customers = 0")
+        cursor.execute("DELETE FROM metrics_daysingle WHERE customers = 0")
+        folded += cohort_cells_compact(cursor)
     return int(folded)
 
 
@@ -88,12 +116,12 @@ def rollups_current() -> bool:
 
 def rollups_triggers_disable(cursor) -> None:
     """For loaders that write purchases in bulk and call ``rollups_rebuild`` afterwards."""
-    for name in DAY_TRIGGERS:
+    for name in DAY_TRIGGERS + COHORT_TRIGGERS:
         cursor.execute(f"ALTER TABLE customers_purchase DISABLE TRIGGER {name}")
 
 
 def rollups_triggers_enable(cursor) -> None:
-    for name in DAY_TRIGGERS:
+    for name in DAY_TRIGGERS + COHORT_TRIGGERS:
         cursor.execute(f"ALTER TABLE customers_purchase ENABLE TRIGGER {name}")
 
 
@@ -102,6 +130,16 @@ def rollups_triggers_enable(cursor) -> None:
 _CHAIN = (
     "(SELECT day, next_day, customers FROM metrics_daychain"
     " UNION ALL SELECT day, next_day, customers FROM metrics_daychaindelta)"
+)
+
+
+_TOTALS = (
+    "(SELECT day, orders, revenue FROM metrics_daytotal"
+    " UNION ALL SELECT day, orders, revenue FROM metrics_daytotaldelta)"
+)
+_SINGLES = (
+    "(SELECT day, gap_before, gap_after, customers FROM metrics_daysingle"
+    " UNION ALL SELECT day, gap_before, gap_after, customers FROM metrics_daysingledelta)"
 )
 
 
@@ -114,6 +152,25 @@ def chain_pairs() -> list[tuple[dt.date, dt.date, int]]:
             " GROUP BY day, next_day HAVING sum(customers) <> 0 ORDER BY day, next_day"
         )
         return cursor.fetchall()
+
+
+def rollup_rows() -> dict[str, list[tuple]]:
+    """Every rollup's rows with their pending deltas folded in, in order, by rollup name: what
+    ``metrics_rollups_rebuild --check`` and the tests compare with a recomputation."""
+    queries = {
+        "day chain": f"SELECT day, next_day, sum(customers) FROM {_CHAIN} r GROUP BY 1, 2 HAVING sum(customers) <> 0",
+        "day totals": f"SELECT day, sum(orders), sum(revenue) FROM {_TOTALS} r GROUP BY 1"
+        " HAVING sum(orders) <> 0 OR sum(revenue) <> 0",
+        "single-order days": f"SELECT day, gap_before, gap_after, sum(customers) FROM {_SINGLES} r"
+        " GROUP BY 1, 2, 3 HAVING sum(customers) <> 0",
+    }
+    rows = {}
+    with connection.cursor() as cursor:
+        for name, sql in queries.items():
+            cursor.execute(f"{sql} ORDER BY 1, 2, 3")
+            rows[name] = cursor.fetchall()
+    rows["cohort cells"] = cohort_cells()
+    return rows
 
 
 @dataclass(frozen=True)
@@ -155,3 +212,71 @@ def chain_counts(*, start_day: dt.date, end_day: dt.date, window_days: int) -> C
     return ChainCounts(
         active_start=int(active_start), active_end=int(active_end), lost=int(lost), new_customers=int(new)
     )
+
+
+@dataclass(frozen=True)
+class PeriodCounts:
+    buyers: int  # customers with a completed purchase in the period
+    single_buyers: int | None  # of those, with exactly one order (None: period too long for the rollup)
+    orders: int
+    revenue: Decimal
+    active_end: int
+    buyers_before_end: int  # customers whose first completed purchase is before the end
+    revenue_before_end: Decimal
+
+
+def period_counts(*, start_day: dt.date, end_day: dt.date, window_days: int) -> PeriodCounts | None:
+    """The summary's counts for the store-local days [start_day, end_day) from the chain, the day
+    totals and the single-order days, in one statement; None when the rollups are not in the store's
+    zone. Every completed purchase before the end is one of a customer whose first is before the end,
+    so their spend is the revenue of all days before it."""
+    e_from = end_day - dt.timedelta(days=window_days)
+    fits = (end_day - start_day).days <= REPEAT_MAX_PERIOD_DAYS
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT (SELECT time_zone FROM metrics_rollupstate WHERE id = %(state)s),"
+            " chain.*, totals.*,"
+            " CASE WHEN %(fits)s THEN (SELECT coalesce(sum(customers), 0) FROM " + _SINGLES + " single"
+            "   WHERE day >= %(s)s AND day < %(e)s AND gap_before > day - %(s)s AND gap_after >= %(e)s - day) END"
+            " FROM (SELECT"
+            "  coalesce(sum(customers) FILTER (WHERE day >= %(s)s AND next_day >= %(e)s), 0),"
+            "  coalesce(sum(customers) FILTER (WHERE day >= %(e_from)s AND next_day >= %(e)s), 0),"
+            "  coalesce(sum(customers) FILTER (WHERE day = %(first)s AND next_day < %(e)s), 0)"
+            f"  FROM {_CHAIN} c WHERE (day >= least(%(s)s, %(e_from)s) AND day < %(e)s) OR day = %(first)s) chain,"
+            " (SELECT coalesce(sum(orders) FILTER (WHERE day >= %(s)s), 0),"
+            "  coalesce(sum(revenue) FILTER (WHERE day >= %(s)s), 0), coalesce(sum(revenue), 0)"
+            f"  FROM {_TOTALS} t WHERE day < %(e)s) totals",
+            {
+                "state": RollupState.SINGLETON_ID,
+                "fits": fits,
+                "s": start_day,
+                "e": end_day,
+                "e_from": e_from,
+                "first": FIRST_DAY,
+            },
+        )
+        zone, buyers, active_end, buyers_before, orders, revenue, revenue_before, singles = cursor.fetchone()
+    if zone != settings.TIME_ZONE:
+        return None
+    return PeriodCounts(
+        buyers=int(buyers),
+        single_buyers=None if singles is None else int(singles),
+        orders=int(orders),
+        revenue=Decimal(revenue),
+        active_end=int(active_end),
+        buyers_before_end=int(buyers_before),
+        revenue_before_end=Decimal(revenue_before),
+    )
+
+
+def completed_orders_between(*, first_day: dt.date, end_day: dt.date) -> int | None:
+    """Completed purchases placed on the store-local days [first_day, end_day): what a live read
+    of that range scans (the dashboard's choice between computing now and in a worker). None when
+    the rollups are not in the store's zone."""
+    if not rollups_current():
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT coalesce(sum(orders), 0) FROM {_TOTALS} t WHERE day >= %s AND day < %s", [first_day, end_day]
+        )
+        return int(cursor.fetchone()[0])

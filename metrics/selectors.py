@@ -3,11 +3,12 @@
 import datetime as dt
 from dataclasses import dataclass
 
-from django.db.models import Count, Max, QuerySet
+from django.db.models import QuerySet
 
 from customers.models import Customer
 from metrics.models import CustomerScore, DailySnapshot
 from metrics.rfm import SEGMENTS
+from metrics.rfm_stored import stored_counts
 from retention_crm.errors import ApplicationError
 
 
@@ -73,14 +74,14 @@ class StoredSegments:
 
 
 def stored_segment_sizes() -> StoredSegments:
-    """Customers per segment from the nightly scores, in one query."""
-    rows = CustomerScore.objects.values("rfm_segment").annotate(n=Count("pk"), at=Max("computed_at")).order_by()
-    found = {row["rfm_segment"]: row for row in rows}
-    computed = [row["at"] for row in found.values()]
-    return StoredSegments(
-        counts={segment: found[segment]["n"] if segment in found else 0 for segment in SEGMENTS},
-        computed_at=max(computed) if computed else None,
-    )
+    """Customers per segment as of the latest nightly scores: the counts the refresh stored with
+    them (eight rows, one query), never a count over the score rows. Before the first refresh:
+    zeros and ``computed_at`` None."""
+    stored = stored_counts()
+    if stored is None:
+        return StoredSegments(counts=dict.fromkeys(SEGMENTS, 0), computed_at=None)
+    counts, computed_at = stored
+    return StoredSegments(counts=counts, computed_at=computed_at)
 
 
 def snapshot_series(*, since: dt.date) -> list[DailySnapshot]:

@@ -8,8 +8,9 @@ from django.db.models import Count, DecimalField, Q, Sum, Value
 from django.db.models.functions import Coalesce
 
 from customers.models import Customer, NpsResponse
-from metrics.periods import DEFAULT_WINDOW_DAYS, shift_days
+from metrics.periods import DEFAULT_WINDOW_DAYS, local_day_of_midnight, shift_days
 from metrics.retention import CustomerIds, completed_purchases
+from metrics.rollups import period_counts
 
 CENT = Decimal("0.01")
 ZERO = Decimal("0.00")
@@ -126,7 +127,63 @@ def summary(
     window_days: int = DEFAULT_WINDOW_DAYS,
     customer_ids: CustomerIds | None = None,
 ) -> Summary:
-    """Figures over ``[start, end)``, in four queries (period orders, active at end, CLV, NPS)."""
+    """Figures over ``[start, end)``: read off the rollups when they can answer (the whole shop,
+    store-local midnights), else computed from the purchases (``summary_live``, the reference)."""
+    if customer_ids is None:
+        fast = summary_from_rollups(start=start, end=end, window_days=window_days)
+        if fast is not None:
+            return fast
+    return summary_live(start=start, end=end, window_days=window_days, customer_ids=customer_ids)
+
+
+def repeat_customers_live(*, start: dt.datetime, end: dt.datetime) -> int:
+    """Customers with two or more completed orders in ``[start, end)``: a scan of the period's purchases."""
+    in_period = completed_purchases().filter(placed_at__gte=start, placed_at__lt=end)
+    per_customer = in_period.values("customer_id").annotate(order_count=Count("pk"))
+    return per_customer.aggregate(repeat=Count("customer_id", filter=Q(order_count__gte=2)))["repeat"]
+
+
+def summary_from_rollups(
+    *, start: dt.datetime, end: dt.datetime, window_days: int, scan: bool = True
+) -> Summary | None:
+    """``summary`` from the day chain, the day totals and the single-order days in two statements
+    (with NPS), or None when the rollups cannot answer. A period longer than
+    ``REPEAT_MAX_PERIOD_DAYS`` reads its repeat customers from the purchases, or with ``scan``
+    off answers None (the dashboard then computes it in a worker)."""
+    start_day, end_day = local_day_of_midnight(start), local_day_of_midnight(end)
+    if start_day is None or end_day is None or start_day > end_day:
+        return None
+    counts = period_counts(start_day=start_day, end_day=end_day, window_days=window_days)
+    if counts is None or (counts.single_buyers is None and not scan):
+        return None
+    if counts.single_buyers is None:
+        repeat = repeat_customers_live(start=start, end=end)
+    else:
+        repeat = counts.buyers - counts.single_buyers
+    return Summary(
+        start=start,
+        end=end,
+        window_days=window_days,
+        purchasing_customers=counts.buyers,
+        repeat_customers=repeat,
+        orders=counts.orders,
+        revenue=_money(counts.revenue),
+        customers_end=counts.active_end,
+        clv_customers=counts.buyers_before_end,
+        clv_spend=_money(counts.revenue_before_end),
+        nps=nps(start=start, end=end),
+    )
+
+
+def summary_live(
+    *,
+    start: dt.datetime,
+    end: dt.datetime,
+    window_days: int = DEFAULT_WINDOW_DAYS,
+    customer_ids: CustomerIds | None = None,
+) -> Summary:
+    """Figures over ``[start, end)`` from the purchases, in four queries (period orders, active at
+    end, CLV, NPS)."""
     in_period = completed_purchases(customer_ids).filter(placed_at__gte=start, placed_at__lt=end)
     per_customer = in_period.values("customer_id").annotate(order_count=Count("pk"), spent=Sum("total"))
     period = per_customer.aggregate(

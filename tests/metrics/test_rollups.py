@@ -24,7 +24,8 @@ from customers.models import Customer, PointsEntry, Purchase
 from customers.services import customer_stats_refresh
 from metrics.periods import local_midnight
 from metrics.retention import retention, retention_from_rollups, retention_live
-from metrics.rollups import chain_pairs, rollups_compact, rollups_current, rollups_rebuild
+from metrics.rollups import chain_pairs, rollup_rows, rollups_compact, rollups_current, rollups_rebuild
+from metrics.summary import summary, summary_from_rollups, summary_live
 from tests.metrics.conftest import buy, noon
 
 pytestmark = pytest.mark.django_db
@@ -78,7 +79,7 @@ def write(history: list[tuple[str, int, int]], singles: list[tuple[str, int, int
                 external_id=f"roll-{next(_orders):08d}",
                 customer_id=ids[name],
                 placed_at=placed(day, minute),
-                total=Decimal("10.00"),
+                total=Decimal(minute % 50) + Decimal(day % 100) / 100,  # cents that must add up
                 currency=settings.STORE_CURRENCY,
                 status="completed",
                 content_digest="test",
@@ -127,7 +128,7 @@ def test_the_rollup_answers_exactly_as_the_purchases_do(zone, history, singles, 
         rollups_rebuild()  # in this zone, from an empty history
         write(history, singles)
         apply(changes)
-        incremental = chain_pairs()
+        incremental = rollup_rows()
         answered = 0
         for start_day, length, window in periods:
             start = local_midnight(BASE + dt.timedelta(days=start_day))
@@ -140,8 +141,13 @@ def test_the_rollup_answers_exactly_as_the_purchases_do(zone, history, singles, 
                 answered += 1
                 assert fast == live
             assert retention(start=start, end=end, window_days=window) == live
+            # Every store-midnight period is read off the rollups (those over 31 days count
+            # their repeat customers from the purchases).
+            assert summary_from_rollups(start=start, end=end, window_days=window) == summary_live(
+                start=start, end=end, window_days=window
+            )
         rollups_rebuild()
-        assert chain_pairs() == incremental  # kept current = recomputed from scratch
+        assert rollup_rows() == incremental  # kept current = recomputed from scratch
         transaction.set_rollback(True)
 
 
@@ -208,3 +214,29 @@ def test_the_rebuild_check_finds_a_rollup_that_drifted_and_changes_nothing(histo
     with pytest.raises(CommandError, match="differ"):
         call_command("metrics_rollups_rebuild", "--check", verbosity=0)
     assert chain_pairs() == drifted
+
+
+def test_repeat_customers_at_the_edges_of_short_periods(history):
+    """Purchase days exactly at a period's start and end, two orders on one day, and gaps of 31,
+    32 and 33 days (the cap): every period of up to 31 days answers as the purchases do."""
+    days = {
+        "edge-a": [10, 10, 20],
+        "edge-b": [5, 15, 46],
+        "edge-c": [12],
+        "edge-d": [3, 34, 66, 99],
+        "edge-e": [0, 1, 2, 2],
+    }
+    for name, offsets in days.items():
+        for offset in offsets:
+            buy(name, noon(BASE + dt.timedelta(days=offset)))
+    for start_day in range(0, 70):
+        for length in (1, 2, 10, 11, 30, 31, 32):
+            start = local_midnight(BASE + dt.timedelta(days=start_day))
+            end = local_midnight(BASE + dt.timedelta(days=start_day + length))
+            fast = summary_from_rollups(start=start, end=end, window_days=90)
+            assert fast == summary_live(start=start, end=end, window_days=90), (start_day, length)
+    # One period worked by hand: days [10, 21) hold edge-a (3 orders), edge-b (day 15), edge-c (12).
+    figures = summary(
+        start=local_midnight(BASE + dt.timedelta(days=10)), end=local_midnight(BASE + dt.timedelta(days=21))
+    )
+    assert (figures.purchasing_customers, figures.repeat_customers, figures.orders) == (3, 1, 5)
