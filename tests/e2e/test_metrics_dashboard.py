@@ -137,3 +137,29 @@ def test_dashboard_charts_a_campaigns_treated_vs_control_conversion(admin_page: 
     expect(block.locator("svg g[data-label=control]")).to_contain_text("0%")
     expect(block.locator("[data-figure=uplift]")).to_contain_text("Uplift +50.0 pp")
     block.screenshot(path=str(tmp_path / "campaign-impact.png"))
+
+
+def test_a_period_a_worker_computes_shows_progress_then_fills_in(
+    admin_page: Page, live_server, shop, monkeypatch, tmp_path
+):
+    """A period no rollup answers and too large to read during the request (the limit set to 0
+    here): the page says a worker is computing, reloads itself, and shows the figures once the
+    worker has stored them (run here in the test's process, as the worker would)."""
+    from metrics import dashboard
+    from metrics.jobs import metrics_job_run
+    from metrics.models import MetricsJob
+    from metrics.rollups import rollups_rebuild
+
+    rollups_rebuild()
+    monkeypatch.setattr(dashboard, "INLINE_SCAN_PURCHASES", 0)
+    page = admin_page
+    # 107 days with W = 90: longer than the window, so the day chain cannot answer it.
+    page.goto(f"{live_server.url}/admin/metrics/dashboard/?start=2025-12-15&end=2026-04-01&window_days=90")
+    expect(page.locator("#figures-computing")).to_contain_text("a worker is computing")
+    page.screenshot(path=str(tmp_path / "dashboard-computing.png"), full_page=True)
+
+    metrics_job_run(job_id=MetricsJob.objects.get().pk)
+    # No click: the page's own refresh brings the figures in.
+    expect(page.locator("#figures-computed-at")).to_be_visible(timeout=10_000)
+    expect(page.locator("[data-figure=customers_start]")).to_have_text("30")
+    page.screenshot(path=str(tmp_path / "dashboard-filled.png"), full_page=True)
