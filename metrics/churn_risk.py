@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 from django.db import connection, transaction
-from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from metrics.models import ChurnModel, CustomerScore
@@ -164,22 +163,22 @@ class PurchaseSummary:
 
 
 def purchase_summary(*, as_of: dt.datetime) -> PurchaseSummary:
-    """The BG/NBD input in one query: purchases collapse to (customer, store-local day) first, as
-    lifetimes' ``summary_data_from_transaction_data`` does with daily periods."""
+    """The BG/NBD input in one query: purchases count by (customer, store-local day), as lifetimes'
+    ``summary_data_from_transaction_data`` does with daily periods."""
     tz = store_tz()
-    days = (
-        completed_purchases()
-        .filter(placed_at__lt=as_of)
-        .annotate(day=TruncDate("placed_at", tzinfo=tz))
-        .values("customer_id", "day")
-        .distinct()  # only (customer, day) pairs: the index alone answers it, no table reads
-    )
-    inner, params = days.query.sql_with_params()
-    # Grouping the grouped rows again is beyond the ORM; the outer statement is plain SQL.
+    # One pass over the (customer, placed_at) index, in its order: a row starts a new purchase day
+    # when its local day differs from the previous row's. Collapsing to distinct (customer, day)
+    # first would sort every purchase (at 100M purchases, a sort spilled to disk for over half an hour).
+    purchases = completed_purchases().filter(placed_at__lt=as_of).values("customer_id", "placed_at")
+    inner, params = purchases.query.sql_with_params()
+    day = "(d.placed_at AT TIME ZONE %s)::date"
     sql = (
-        f"SELECT d.customer_id, COUNT(*) - 1, MIN(d.day), MAX(d.day) FROM ({inner}) d "
-        f"GROUP BY d.customer_id ORDER BY d.customer_id"
+        f"SELECT customer_id, count(*) FILTER (WHERE prev IS DISTINCT FROM day) - 1, min(day), max(day) FROM ("
+        f" SELECT d.customer_id, {day} AS day,"
+        f" lag({day}) OVER (PARTITION BY d.customer_id ORDER BY d.placed_at) AS prev FROM ({inner}) d"
+        ") days GROUP BY customer_id ORDER BY customer_id"
     )
+    params = (tz.key, tz.key, *params)
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
