@@ -23,6 +23,8 @@ the other finds it held), so the probes read after any concurrent writer of the 
 committed. Days are in the zone ``metrics_rollupstate`` records.
 """
 
+from metrics.rollup_sql import fold_sql  # plain SQL text, no Django
+
 
 def _month(alias: str) -> str:
     """The store-local month of a purchase, as the date of its first day."""
@@ -194,12 +196,4 @@ def rebuild_sql() -> str:
     )
 
 
-COMPACT_SQL = (
-    "WITH moved AS (DELETE FROM metrics_cohortcelldelta RETURNING cohort_month, month, first_day, customers),"
-    " summed AS (SELECT cohort_month, month, first_day, sum(customers) AS customers, count(*) AS rows FROM moved"
-    "   GROUP BY cohort_month, month, first_day),"
-    " folded AS (INSERT INTO metrics_cohortcell (cohort_month, month, first_day, customers)"
-    "   SELECT cohort_month, month, first_day, customers FROM summed ON CONFLICT (cohort_month, month, first_day)"
-    "   DO UPDATE SET customers = metrics_cohortcell.customers + EXCLUDED.customers)"
-    " SELECT coalesce(sum(rows), 0) FROM summed"
-)
+COMPACT_SQL = fold_sql("metrics_cohortcelldelta", "metrics_cohortcell", "cohort_month, month, first_day", "customers")

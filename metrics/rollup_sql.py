@@ -307,3 +307,16 @@ def singles_rebuild_sql() -> str:
         " FROM customers_purchase p WHERE p.status = 'completed' GROUP BY 1, 2"
     )
     return "INSERT INTO metrics_daysingle (day, gap_before, gap_after, customers) " + singles_sql(days)
+
+
+def fold_sql(delta: str, table: str, key: str, values: str) -> str:
+    """Move the committed rows of ``delta`` into ``table`` (summed per ``key``); yields the count moved."""
+    sums = ", ".join(f"sum({v}) AS {v}" for v in values.split(", "))
+    adds = ", ".join(f"{v} = {table}.{v} + EXCLUDED.{v}" for v in values.split(", "))
+    return (
+        f"WITH moved AS (DELETE FROM {delta} RETURNING {key}, {values}),"
+        f" summed AS (SELECT {key}, {sums}, count(*) AS rows FROM moved GROUP BY {key}),"
+        f" folded AS (INSERT INTO {table} ({key}, {values}) SELECT {key}, {values} FROM summed"
+        f"   ON CONFLICT ({key}) DO UPDATE SET {adds})"
+        " SELECT coalesce(sum(rows), 0) FROM summed"
+    )

@@ -27,6 +27,7 @@ from metrics.rollup_sql import (
     DAY_TRIGGERS,
     REPEAT_MAX_PERIOD_DAYS,
     ROLLUP_TABLES,
+    fold_sql,
     rebuild_sql,
     singles_rebuild_sql,
     totals_rebuild_sql,
@@ -69,23 +70,10 @@ def rollups_rebuild() -> RebuildResult:
     return RebuildResult(pairs=pairs, time_zone=zone)
 
 
-def _fold(delta: str, table: str, key: str, values: str) -> str:
-    """Move the committed rows of ``delta`` into ``table`` (summed per ``key``); yields the count moved."""
-    sums = ", ".join(f"sum({v}) AS {v}" for v in values.split(", "))
-    adds = ", ".join(f"{v} = {table}.{v} + EXCLUDED.{v}" for v in values.split(", "))
-    return (
-        f"WITH moved AS (DELETE FROM {delta} RETURNING {key}, {values}),"
-        f" summed AS (SELECT {key}, {sums}, count(*) AS rows FROM moved GROUP BY {key}),"
-        f" folded AS (INSERT INTO {table} ({key}, {values}) SELECT {key}, {values} FROM summed"
-        f"   ON CONFLICT ({key}) DO UPDATE SET {adds})"
-        " SELECT coalesce(sum(rows), 0) FROM summed"
-    )
-
-
 _FOLDS = (
-    _fold("metrics_daychaindelta", "metrics_daychain", "day, next_day", "customers"),
-    _fold("metrics_daytotaldelta", "metrics_daytotal", "day", "orders, revenue"),
-    _fold("metrics_daysingledelta", "metrics_daysingle", "day, gap_before, gap_after", "customers"),
+    fold_sql("metrics_daychaindelta", "metrics_daychain", "day, next_day", "customers"),
+    fold_sql("metrics_daytotaldelta", "metrics_daytotal", "day", "orders, revenue"),
+    fold_sql("metrics_daysingledelta", "metrics_daysingle", "day, gap_before, gap_after", "customers"),
 )
 
 
@@ -143,30 +131,29 @@ _SINGLES = (
 )
 
 
+# Each rollup's rows, its deltas folded in: what the rebuild check compares with a recomputation.
+_ROLLUP_ROWS = {
+    "day chain": f"SELECT day, next_day, sum(customers) FROM {_CHAIN} r GROUP BY 1, 2 HAVING sum(customers) <> 0",
+    "day totals": f"SELECT day, sum(orders), sum(revenue) FROM {_TOTALS} r GROUP BY 1"
+    " HAVING sum(orders) <> 0 OR sum(revenue) <> 0",
+    "single-order days": f"SELECT day, gap_before, gap_after, sum(customers) FROM {_SINGLES} r"
+    " GROUP BY 1, 2, 3 HAVING sum(customers) <> 0",
+}
+
+
 def chain_pairs() -> list[tuple[dt.date, dt.date, int]]:
-    """Every (day, next_day, customers) of the chain with its pending deltas folded in, in order
-    (the rebuild check and the tests compare it)."""
+    """Every (day, next_day, customers) of the chain with its pending deltas folded in, in order."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT day, next_day, sum(customers) FROM {_CHAIN} chain"
-            " GROUP BY day, next_day HAVING sum(customers) <> 0 ORDER BY day, next_day"
-        )
+        cursor.execute(f"{_ROLLUP_ROWS['day chain']} ORDER BY 1, 2")
         return cursor.fetchall()
 
 
 def rollup_rows() -> dict[str, list[tuple]]:
     """Every rollup's rows with their pending deltas folded in, in order, by rollup name: what
     ``metrics_rollups_rebuild --check`` and the tests compare with a recomputation."""
-    queries = {
-        "day chain": f"SELECT day, next_day, sum(customers) FROM {_CHAIN} r GROUP BY 1, 2 HAVING sum(customers) <> 0",
-        "day totals": f"SELECT day, sum(orders), sum(revenue) FROM {_TOTALS} r GROUP BY 1"
-        " HAVING sum(orders) <> 0 OR sum(revenue) <> 0",
-        "single-order days": f"SELECT day, gap_before, gap_after, sum(customers) FROM {_SINGLES} r"
-        " GROUP BY 1, 2, 3 HAVING sum(customers) <> 0",
-    }
     rows = {}
     with connection.cursor() as cursor:
-        for name, sql in queries.items():
+        for name, sql in _ROLLUP_ROWS.items():
             cursor.execute(f"{sql} ORDER BY 1, 2, 3")
             rows[name] = cursor.fetchall()
     rows["cohort cells"] = cohort_cells()
