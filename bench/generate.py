@@ -29,9 +29,9 @@ from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from metrics.cohort_rollup_sql import COHORT_TRIGGERS  # plain SQL text, no Django
-from metrics.cohort_rollup_sql import rebuild_sql as cohort_rebuild_sql
-from metrics.rollup_sql import DAY_TRIGGERS, ROLLUP_TABLES, rebuild_sql, singles_rebuild_sql, totals_rebuild_sql
+from metrics.cohort_rollup_sql import rebuild_sql as cohort_rebuild_sql  # plain SQL text, no Django
+from metrics.rollup_sql import ROLLUP_TABLES, rebuild_sql, singles_rebuild_sql, totals_rebuild_sql
+from metrics.rollup_triggers_sql import ROLLUP_TRIGGERS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
@@ -438,7 +438,7 @@ def _prepare(cur: psycopg.Cursor, *, drop: bool) -> None:
 
 def _rollup_triggers_set(cur: psycopg.Cursor, *, enabled: bool) -> bool:
     """Turn the metrics rollup triggers on or off (a database migrated without them: no-op)."""
-    cur.execute("SELECT tgname FROM pg_trigger WHERE tgname = ANY(%s)", [list(DAY_TRIGGERS + COHORT_TRIGGERS)])
+    cur.execute("SELECT tgname FROM pg_trigger WHERE tgname = ANY(%s)", [list(ROLLUP_TRIGGERS)])
     names = [name for (name,) in cur.fetchall()]
     for name in names:
         action = "ENABLE" if enabled else "DISABLE"

@@ -6,12 +6,12 @@ first completed purchase is in c and whose first completed purchase of m is on d
 the cohort's size. Cell (c, m) of a matrix ending at the store midnight starting day E is the sum
 over d < E: a month cut by the end counts the customers who bought in it before the end, and a
 customer whose first purchase is at or after the end is in no cohort yet, with no purchase read.
-The triggers (metrics/cohort_rollup_sql.py) append changes to ``CohortCellDelta``;
+The purchase trigger (metrics/rollup_triggers_sql.py) appends changes to ``CohortCellDelta``;
 ``cohort_cells_compact`` folds them in. Readers sum both, so every read is exact at its snapshot.
 
 Wiring for the rollup maintenance (metrics/rollups.py): ``cohort_cells_rebuild`` inside the
 rebuild's transaction, after the purchases are locked; ``cohort_cells_compact`` inside the
-compaction's; ``COHORT_TRIGGERS`` beside the day triggers a bulk loader disables.
+compaction's.
 """
 
 import datetime as dt
@@ -20,11 +20,10 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 
-from metrics.cohort_rollup_sql import COHORT_TRIGGERS, COMPACT_SQL, rebuild_sql
+from metrics.cohort_rollup_sql import COMPACT_SQL, rebuild_sql
 from metrics.models import RollupState
 
 __all__ = [
-    "COHORT_TRIGGERS",
     "cohort_cells",
     "cohort_cells_compact",
     "cohort_cells_read",

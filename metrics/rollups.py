@@ -8,7 +8,7 @@ bought on d and next on n. For a store-local midnight t (its date T) and window 
   pairs with S - W <= day < E - W and next_day >= E: the last purchase before e lies in the start
   window and nothing follows it before e.
 
-The triggers (metrics/rollup_sql.py) append changes to ``DayChainDelta``; ``rollups_compact`` folds
+The purchase trigger (metrics/rollup_triggers_sql.py) appends changes to ``DayChainDelta``; ``rollups_compact`` folds
 them in (a beat task, every minute). Readers sum both, so every read is exact at its snapshot.
 """
 
@@ -21,10 +21,9 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from metrics.cohort_rollups import COHORT_TRIGGERS, cohort_cells, cohort_cells_compact, cohort_cells_rebuild
+from metrics.cohort_rollups import cohort_cells, cohort_cells_compact, cohort_cells_rebuild
 from metrics.models import CHAIN_FIRST_DAY, RollupState
 from metrics.rollup_sql import (
-    DAY_TRIGGERS,
     REPEAT_MAX_PERIOD_DAYS,
     ROLLUP_TABLES,
     fold_sql,
@@ -32,6 +31,7 @@ from metrics.rollup_sql import (
     singles_rebuild_sql,
     totals_rebuild_sql,
 )
+from metrics.rollup_triggers_sql import ROLLUP_TRIGGERS
 
 logger = logging.getLogger(__name__)
 
@@ -104,12 +104,12 @@ def rollups_current() -> bool:
 
 def rollups_triggers_disable(cursor) -> None:
     """For loaders that write purchases in bulk and call ``rollups_rebuild`` afterwards."""
-    for name in DAY_TRIGGERS + COHORT_TRIGGERS:
+    for name in ROLLUP_TRIGGERS:
         cursor.execute(f"ALTER TABLE customers_purchase DISABLE TRIGGER {name}")
 
 
 def rollups_triggers_enable(cursor) -> None:
-    for name in DAY_TRIGGERS + COHORT_TRIGGERS:
+    for name in ROLLUP_TRIGGERS:
         cursor.execute(f"ALTER TABLE customers_purchase ENABLE TRIGGER {name}")
 
 

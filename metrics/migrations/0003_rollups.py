@@ -1,11 +1,11 @@
-"""The day-chain rollup (metrics/rollups.py): its tables, the purchase triggers that keep it exact,
+"""The day-chain rollup (metrics/rollups.py): its tables,
 the first build from the purchases already there, and the beat schedule that compacts it."""
 
 from django.conf import settings
 from django.db import migrations, models
 from django.utils import timezone
 
-from metrics.rollup_sql import CREATE_TRIGGERS, DROP_TRIGGERS, rebuild_sql
+from metrics.rollup_sql import rebuild_sql
 
 
 def build(apps, schema_editor):
@@ -78,7 +78,7 @@ class Migration(migrations.Migration):
                 ("built_at", models.DateTimeField()),
             ],
         ),
-        migrations.RunSQL(sql=CREATE_TRIGGERS, reverse_sql=DROP_TRIGGERS),
+        # The purchase triggers that keep it current: 0008 installs them, one function for every rollup.
         migrations.RunPython(build, unbuild),
         migrations.RunPython(seed_schedules, remove_schedules),
     ]

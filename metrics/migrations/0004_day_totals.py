@@ -1,9 +1,9 @@
-"""Day totals (orders, revenue) and single-order days beside the day chain, kept by the same
-purchase triggers (metrics/rollup_sql.py), and their first build from the purchases already there."""
+"""Day totals (orders, revenue) and single-order days beside the day chain, kept by the
+purchase triggers (0008), and their first build from the purchases already there."""
 
 from django.db import migrations, models
 
-from metrics.rollup_sql import TRIGGER_FUNCTION, TRUNCATE_FUNCTION, singles_rebuild_sql, totals_rebuild_sql
+from metrics.rollup_sql import singles_rebuild_sql, totals_rebuild_sql
 
 
 def build(apps, schema_editor):
@@ -67,7 +67,5 @@ class Migration(migrations.Migration):
                 ("customers", models.BigIntegerField()),
             ],
         ),
-        # The trigger functions now also append to the new tables (same triggers, new bodies).
-        migrations.RunSQL([TRIGGER_FUNCTION, TRUNCATE_FUNCTION], migrations.RunSQL.noop),
         migrations.RunPython(build, migrations.RunPython.noop),
     ]

@@ -1,9 +1,8 @@
-"""Cohort cells (metrics/cohort_rollups.py): their tables, the purchase triggers that keep them
-exact, and their first build from the purchases already there."""
+"""Cohort cells (metrics/cohort_rollups.py): their tables and their first build from the purchases already there."""
 
 from django.db import migrations, models
 
-from metrics.cohort_rollup_sql import CREATE_TRIGGERS, DROP_TRIGGERS, rebuild_sql
+from metrics.cohort_rollup_sql import rebuild_sql
 
 
 def build(apps, schema_editor):
@@ -48,6 +47,5 @@ class Migration(migrations.Migration):
                 ("customers", models.BigIntegerField()),
             ],
         ),
-        migrations.RunSQL(sql=CREATE_TRIGGERS, reverse_sql=DROP_TRIGGERS),
         migrations.RunPython(build, migrations.RunPython.noop),
     ]

@@ -15,6 +15,7 @@ import pytest
 from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import connection, transaction
+from django.db.models import F
 from django.test import override_settings
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
@@ -54,9 +55,12 @@ purchase = st.tuples(
     st.one_of(st.sampled_from([0, 1, 59, 60, 1380, 1439]), st.integers(0, 1439)),
 )
 # What happens to the history after it is written: refund / cancel / move a date / move to another
-# customer / delete / compact, each on the n-th purchase (modulo their number).
+# customer / delete / compact, each on the n-th purchase (modulo their number); or one statement
+# moving or refunding every third purchase from the n-th on (many customers and far-apart days at once).
 change = st.tuples(
-    st.sampled_from(["refunded", "cancelled", "move_day", "move_customer", "delete", "compact"]),
+    st.sampled_from(
+        ["refunded", "cancelled", "move_day", "move_customer", "delete", "compact", "move_many", "refund_many"]
+    ),
     st.integers(0, 1000),
     st.integers(-40, 40),
 )
@@ -103,7 +107,13 @@ def apply(changes: list[tuple[str, int, int]]) -> None:
             continue
         pk, placed_at, customer_id = purchases[n % len(purchases)]
         rows = Purchase.objects.filter(pk=pk)
-        if kind in ("refunded", "cancelled"):
+        many = Purchase.objects.filter(pk__in=[row[0] for row in purchases[n % len(purchases) :: 3]])
+        if kind == "move_many":
+            many.update(placed_at=F("placed_at") + dt.timedelta(days=shift * 5, minutes=shift))
+            purchases = list(Purchase.objects.order_by("pk").values_list("pk", "placed_at", "customer_id"))
+        elif kind == "refund_many":
+            many.update(status="refunded")
+        elif kind in ("refunded", "cancelled"):
             rows.update(status=kind)
         elif kind == "move_day":
             rows.update(placed_at=placed_at + dt.timedelta(days=shift, minutes=shift * 7))
