@@ -90,10 +90,10 @@ def vacuum() -> None:
 def bound(campaign: Campaign, now: dt.datetime) -> tuple[float, int]:
     """The plain INSERT ... SELECT of the same eligible rows: no control group, quiet hours or cap."""
     sql = f"""
-        INSERT INTO campaigns_message (uuid, campaign_id, customer_id, channel, dedupe_key, status, reason,
-            data, created_at, scheduled_at, send_at, attempts, error, provider_message_id)
+        INSERT INTO campaigns_message (uuid, campaign_id, customer_id, channel, dedupe_key, step_key, variant_key,
+            status, reason, data, created_at, scheduled_at, send_at, attempts, error, provider_message_id)
         SELECT gen_random_uuid(), %s, c.id, 'email', 'c:' || c.id || ':last:' || {epoch_us("c.last_purchase_at")},
-               'queued', '', '{{}}'::jsonb, %s, %s, %s, 0, '', ''
+               'message', '', 'queued', '', '{{}}'::jsonb, %s, %s, %s, 0, '', ''
         FROM customers_customer c
         WHERE c.last_purchase_at <= %s AND c.erased_at IS NULL AND c.email <> ''
           AND EXISTS (SELECT 1 FROM customers_consent k WHERE k.customer_id = c.id AND k.channel = 'email'

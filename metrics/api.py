@@ -4,18 +4,25 @@ family, render through the response serializer."""
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from django.utils.http import http_date
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from metrics import impact, rfm, rfm_stored
-from metrics.cohorts import cohort_matrix
+from metrics import impact, rfm, rfm_flow, rfm_stored
 from metrics.periods import parse_as_of, parse_cohort_period, parse_period, parse_window
+from metrics.read_jobs import RETRY_AFTER_SECONDS, ReadAnswer, read_answer
 from metrics.retention import retention
-from metrics.serializers import CohortsSerializer, RetentionSerializer, RfmSerializer, SummarySerializer
-from metrics.summary import summary
+from metrics.serializers import (
+    CohortsSerializer,
+    RetentionSerializer,
+    RfmFlowSerializer,
+    RfmSerializer,
+    SummarySerializer,
+)
 from retention_crm.api.pagination import Pagination
 from retention_crm.api.shapes import ErrorSerializer
 from retention_crm.errors import ApplicationError
@@ -23,6 +30,40 @@ from retention_crm.errors import ApplicationError
 # Staff sessions read metrics with the dashboard's permission (analysts and marketers hold it).
 DASHBOARD_PERMISSION = "metrics.view_dashboard"
 ERRORS = {400: ErrorSerializer, 401: ErrorSerializer, 403: ErrorSerializer}
+
+
+class ComputingSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["pending", "running"])
+    requested_at = serializers.DateTimeField()
+    detail = serializers.CharField()
+
+
+# A read no rollup answers and too large to compute during the request (metrics/read_jobs.py).
+COMPUTING = {
+    202: OpenApiResponse(
+        ComputingSerializer,
+        description=f"Being computed by a worker: ask again after `Retry-After` ({RETRY_AFTER_SECONDS} s).",
+    )
+}
+
+
+def answered(answer: ReadAnswer) -> Response:
+    """The body, or 202 while a worker computes it; a worker's result says when it was computed."""
+    if answer.body is None:
+        job = answer.job
+        body = {
+            "status": job.status,
+            "requested_at": job.requested_at,
+            "detail": "The figures are being computed; ask again in a few seconds.",
+        }
+        data = ComputingSerializer(body).data
+        return Response(data, status=202, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+    response = Response(answer.body)
+    if answer.job is not None and answer.job.finished_at is not None:
+        response["Last-Modified"] = http_date(answer.job.finished_at.timestamp())
+    return response
+
+
 MOMENT = "A date (midnight, store time) or an ISO 8601 datetime"
 START = OpenApiParameter("start", OpenApiTypes.STR, description=f"{MOMENT}; default: `end` minus 30 days")
 END = OpenApiParameter("end", OpenApiTypes.STR, description=f"{MOMENT}; default: midnight starting today")
@@ -58,6 +99,7 @@ SUMMARY_EXAMPLE = OpenApiExample(
         "purchase_frequency": 1.5,
         "aov": "50.00",
         "arpu": "75.00",
+        "arppu": "75.00",
         "clv": "85.00",
         "clv_customers": 2,
         "nps": 0.0,
@@ -116,6 +158,24 @@ RFM_EXAMPLE = OpenApiExample(
     response_only=True,
 )
 
+_FLOW_ROWS = {
+    "none": {"New": 3, "Potential loyalist": 1},
+    "Champions": {"Champions": 2, "Loyal": 1, "At risk": 1},
+    "Lost": {"Lost": 2},
+}
+RFM_FLOW_EXAMPLE = OpenApiExample(
+    "A quarter: three new customers, one Champion at risk",
+    value={
+        "from": "2026-03-01T00:00:00Z",
+        "to": "2026-06-01T00:00:00Z",
+        "flow": {
+            source: {target: _FLOW_ROWS.get(source, {}).get(target, 0) for target in rfm.SEGMENTS}
+            for source in rfm_flow.FROM_SEGMENTS
+        },
+    },
+    response_only=True,
+)
+
 
 class RetentionApi(APIView):
     required_scopes = {"GET": "metrics"}
@@ -129,7 +189,7 @@ class RetentionApi(APIView):
             OpenApiParameter("campaign", OpenApiTypes.STR, description="Restrict to one campaign's group (with group)"),
             OpenApiParameter("group", OpenApiTypes.STR, enum=list(impact.GROUPS), description="treated or control"),
         ],
-        responses={200: RetentionSerializer, **ERRORS},
+        responses={200: RetentionSerializer, **COMPUTING, **ERRORS},
         summary="CRR and churn for a period (SPEC §5)",
         examples=[RETENTION_EXAMPLE],
     )
@@ -138,6 +198,9 @@ class RetentionApi(APIView):
         period = parse_period(query.get("start"), query.get("end"))
         window = parse_window(query.get("window_days"))
         customer_ids = impact.group_customer_ids(campaign=query.get("campaign"), group=query.get("group"))
+        if customer_ids is None:
+            return answered(read_answer(read="retention", start=period.start, end=period.end, window_days=window))
+        # One campaign group: its members' purchases, read through the customer index.
         table = retention(start=period.start, end=period.end, window_days=window, customer_ids=customer_ids)
         return Response(RetentionSerializer(table.as_dict()).data)
 
@@ -148,15 +211,15 @@ class SummaryApi(APIView):
 
     @extend_schema(
         parameters=[START, END, WINDOW],
-        responses={200: SummarySerializer, **ERRORS},
-        summary="Repeat rate, frequency, AOV, ARPU, CLV and NPS for a period",
+        responses={200: SummarySerializer, **COMPUTING, **ERRORS},
+        summary="Repeat rate, frequency, AOV, ARPU, ARPPU, CLV and NPS for a period",
         examples=[SUMMARY_EXAMPLE],
     )
     def get(self, request: Request) -> Response:
         query = request.query_params
         period = parse_period(query.get("start"), query.get("end"))
-        figures = summary(start=period.start, end=period.end, window_days=parse_window(query.get("window_days")))
-        return Response(SummarySerializer(figures.as_dict()).data)
+        window = parse_window(query.get("window_days"))
+        return answered(read_answer(read="summary", start=period.start, end=period.end, window_days=window))
 
 
 class CohortsApi(APIView):
@@ -170,16 +233,14 @@ class CohortsApi(APIView):
             ),
             END,
         ],
-        responses={200: CohortsSerializer, **ERRORS},
+        responses={200: CohortsSerializer, **COMPUTING, **ERRORS},
         summary="Monthly cohort retention matrix, oldest cohort first",
         examples=[COHORTS_EXAMPLE],
     )
     def get(self, request: Request) -> Response:
         query = request.query_params
         period = parse_cohort_period(query.get("start"), query.get("end"))
-        cohorts = cohort_matrix(start=period.start, end=period.end)
-        body = {"start": period.start, "end": period.end, "cohorts": [cohort.as_dict() for cohort in cohorts]}
-        return Response(CohortsSerializer(body).data)
+        return answered(read_answer(read="cohorts", start=period.start, end=period.end, window_days=0))
 
 
 class _LazyPage(Sequence):
@@ -263,3 +324,30 @@ class RfmApi(APIView):
             "results": [row.as_dict() for row in page],
         }
         return Response(RfmSerializer(body).data)
+
+
+class RfmFlowApi(APIView):
+    """Computed live from the purchase history as of both dates (each side as ``GET /metrics/rfm``
+    computes an ad-hoc as_of)."""
+
+    required_scopes = {"GET": "metrics"}
+    required_permissions = {"GET": DASHBOARD_PERMISSION}
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "from",
+                OpenApiTypes.STR,
+                description=f"{MOMENT}; before `to`; default: `to` minus {rfm_flow.DEFAULT_FLOW_DAYS} days",
+            ),
+            OpenApiParameter("to", OpenApiTypes.STR, description=f"{MOMENT}; not in the future; default: now"),
+        ],
+        responses={200: RfmFlowSerializer, **ERRORS},
+        summary="RFM segment flow: customers per (segment as of from, segment as of to)",
+        examples=[RFM_FLOW_EXAMPLE],
+    )
+    def get(self, request: Request) -> Response:
+        query = request.query_params
+        dates = rfm_flow.parse_flow_dates(query.get("from"), query.get("to"))
+        flow = rfm_flow.segment_flow(start=dates.start, end=dates.end)
+        return Response(RfmFlowSerializer(flow.as_dict()).data)

@@ -6,7 +6,7 @@ Every piece of text is escaped before it enters the markup.
 """
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from django.utils.html import escape
@@ -160,3 +160,64 @@ def heat_style(share: float | None) -> str:
     alpha = 0.08 + 0.92 * max(0.0, min(1.0, share))
     colour = "#fff" if alpha > 0.55 else "#000"
     return f"background: rgba({red}, {green}, {blue}, {alpha:.2f}); color: {colour};"
+
+
+def flow_heatmap(
+    *,
+    title: str,
+    rows: Sequence[str],
+    columns: Sequence[str],
+    counts: dict[str, dict[str, int]],
+    link: Callable[[str, str], str] | None = None,
+    width: int = 860,
+) -> SafeString:
+    """A matrix of counts, rows = where customers came from, columns = where they went; a cell's
+    shade is its share of its row (so a small segment's movement shows as clearly as a big one's)
+    and, with ``link``, the cell links to ``link(row, column)`` (the customers in it)."""
+    label_w, head_h, row_h = 130, 64, 28
+    cell_w = (width - label_w - 70) / max(1, len(columns))
+    height = head_h + row_h * len(rows) + 8
+    red, green, blue = HEAT_RGB
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        f'role="img" aria-label="{escape(title)}"><title>{escape(title)}</title>',
+        # The page's font when inline; its own when the chart is a document of its own (embedded).
+        "<style>svg { font-family: var(--font-family-primary, sans-serif); } "
+        "a:hover rect { stroke: #333; stroke-width: 2; }</style>",
+        f'<text x="{width - 8}" y="14" font-size="11" text-anchor="end">total</text>',
+    ]
+    for j, column in enumerate(columns):
+        x = label_w + cell_w * (j + 0.5)
+        # Slanted headers: eight segment names do not fit side by side at this width.
+        parts.append(
+            f'<text x="{x:.1f}" y="{head_h - 8}" font-size="11" transform="rotate(-30 {x:.1f} {head_h - 8})">'
+            f"{escape(column)}</text>"
+        )
+    for i, row in enumerate(rows):
+        y = head_h + i * row_h
+        cells = counts.get(row, {})
+        total = sum(cells.get(column, 0) for column in columns)
+        parts.append(
+            f'<text x="{label_w - 8}" y="{y + 18}" font-size="12" text-anchor="end">{escape(row)}</text>'
+            f'<text x="{width - 8}" y="{y + 18}" font-size="12" text-anchor="end">{total:,}</text>'
+        )
+        for j, column in enumerate(columns):
+            n = cells.get(column, 0)
+            share = n / total if total else 0.0
+            alpha = 0.04 + 0.96 * share if n else 0.0
+            fill = f"rgba({red}, {green}, {blue}, {alpha:.2f})" if n else "none"
+            ink = "#fff" if alpha > 0.55 else "var(--body-fg, #333)"
+            x = label_w + cell_w * j
+            cell = (
+                f'<g data-from="{escape(row)}" data-to="{escape(column)}" data-count="{n}">'
+                f'<rect x="{x + 1:.1f}" y="{y + 1}" width="{cell_w - 2:.1f}" height="{row_h - 2}" fill="{fill}" '
+                f'stroke="#ddd"/><text x="{x + cell_w / 2:.1f}" y="{y + 18}" font-size="12" text-anchor="middle" '
+                f'style="fill: {ink}">{n:,}</text>'
+                f"<title>{escape(row)} → {escape(column)}: {n:,}</title></g>"
+            )
+            if link is not None and n:
+                # _top: the chart is also embedded as a document of its own; the list opens in the page.
+                cell = f'<a href="{escape(link(row, column))}" target="_top">{cell}</a>'
+            parts.append(cell)
+    parts.append("</svg>")
+    return mark_safe("".join(parts))

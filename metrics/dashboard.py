@@ -3,26 +3,24 @@
 import datetime as dt
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.safestring import SafeString
 
-from customers.models import Purchase
-from metrics import charts, rfm
+from metrics import charts, jobs, rfm
 from metrics.cohorts import Cohort, cohort_matrix_from_rollups
 from metrics.jobs import PeriodFigures, dashboard_job_key, figures_load, metrics_job_request, period_figures_compute
 from metrics.models import DailySnapshot, MetricsJob, MetricsJobStatus
-from metrics.periods import DEFAULT_COHORT_MONTHS, Period, add_months, local_day_of_midnight, shift_days, store_tz
+from metrics.periods import DEFAULT_COHORT_MONTHS, Period, add_months, shift_days, store_tz
 from metrics.retention import Retention, retention_from_rollups
-from metrics.rollups import completed_orders_between
+from metrics.rfm_flow import FROM_SEGMENTS, FlowDates, SegmentFlow, parse_flow_dates, segment_flow
 from metrics.selectors import snapshot_series, stored_segment_sizes
 from metrics.summary import Summary, summary_from_rollups
 from retention_crm.money import money
 
 TREND_DAYS = 180
-# A period the rollups cannot answer is computed during the request only while its scan is this
-# small (well under a second); beyond it a worker computes it and the page shows progress.
-INLINE_SCAN_PURCHASES = 200_000
 
 
 @dataclass(frozen=True)
@@ -46,6 +44,68 @@ class CampaignImpactRow:
 
 
 @dataclass(frozen=True)
+class FlowSection:
+    """The segment flow between two dates. The dashboard never scores them in its own request (it
+    reads rollups only): it embeds the chart from ``chart_url`` when the shop is small enough to
+    score both dates quickly (``embed``), else links to the flow page. The flow page and the
+    embedded chart compute it (``flow`` and ``chart`` set)."""
+
+    dates: FlowDates
+    embed: bool = False
+    flow: SegmentFlow | None = None
+    chart: SafeString | None = None
+
+    @property
+    def query(self) -> str:
+        return urlencode({"from": self.dates.start.isoformat(), "to": self.dates.end.isoformat()})
+
+    @property
+    def height(self) -> int:
+        return FLOW_CHART_HEIGHT
+
+    @property
+    def chart_url(self) -> str:
+        return f"{reverse('admin:metrics_dashboard_flow_chart')}?{self.query}"
+
+
+FLOW_CHART_HEIGHT = 330  # the heatmap's height: a heading and nine rows (charts.flow_heatmap)
+
+
+def flow_page_url(dates: FlowDates, **cell: str) -> str:
+    query = {"from": dates.start.isoformat(), "to": dates.end.isoformat(), **cell}
+    return f"{reverse('admin:metrics_dashboard_flow')}?{urlencode(query)}"
+
+
+def _flow_scan_is_small(end: dt.datetime) -> bool:
+    """Whether scoring as of ``end`` reads few purchases (every one before it)."""
+    return jobs.live_scan_is_small(first=dt.datetime.min.replace(tzinfo=dt.UTC), end=end)
+
+
+def default_flow_dates() -> FlowDates:
+    """The last quarter, up to now."""
+    return parse_flow_dates(None, timezone.now().replace(microsecond=0).isoformat())
+
+
+def flow_section_planned() -> FlowSection:
+    """The dashboard's flow section: the last quarter, embedded or linked, nothing computed."""
+    dates = default_flow_dates()
+    return FlowSection(dates=dates, embed=_flow_scan_is_small(dates.end))
+
+
+def flow_section(*, dates: FlowDates) -> FlowSection:
+    """The flow for ``dates``, computed, as a heatmap whose cells link to their customers."""
+    flow = segment_flow(start=dates.start, end=dates.end)
+    chart = charts.flow_heatmap(
+        title=f"RFM segment flow, {dates.start:%Y-%m-%d} to {dates.end:%Y-%m-%d}",
+        rows=list(FROM_SEGMENTS),
+        columns=list(rfm.SEGMENTS),
+        counts=flow.flow,
+        link=lambda source, target: flow_page_url(dates, from_segment=source, to_segment=target),
+    )
+    return FlowSection(dates=dates, flow=flow, chart=chart)
+
+
+@dataclass(frozen=True)
 class Dashboard:
     period: Period
     window_days: int
@@ -62,6 +122,7 @@ class Dashboard:
     segment_chart: SafeString
     nps_chart: SafeString | None
     campaign_impacts: list[CampaignImpactRow]
+    flow: FlowSection
     job: MetricsJob | None = None  # the worker's job, when the period's figures come from one
 
     @property
@@ -84,6 +145,7 @@ class Dashboard:
             {"key": "repeat_purchase_rate", "label": "Repeat purchase rate", "value": _percent(s.repeat_purchase_rate)},
             {"key": "aov", "label": "AOV", "value": money(s.aov)},
             {"key": "arpu", "label": "ARPU", "value": money(s.arpu)},
+            {"key": "arppu", "label": "ARPPU", "value": money(s.arppu)},
             {"key": "clv", "label": "Historical CLV", "value": money(s.clv)},
             {"key": "nps", "label": "NPS", "value": "—" if s.nps.score is None else f"{s.nps.score:.0f}"},
         ]
@@ -127,15 +189,8 @@ def fast_period_figures(*, period: Period, cohort_start: dt.datetime, window_day
 
 
 def _scan_is_small(*, period: Period, cohort_start: dt.datetime, window_days: int) -> bool:
-    """Whether the live selectors would read few purchases: the day totals count them exactly."""
-    first = min(shift_days(period.start, -window_days), cohort_start)
-    first_day = first.astimezone(store_tz()).date()
-    end_day = local_day_of_midnight(period.end) or period.end.astimezone(store_tz()).date() + dt.timedelta(days=1)
-    scanned = completed_orders_between(first_day=first_day, end_day=end_day)
-    if scanned is None:  # rollups not in the store's zone yet: count, but never past the limit
-        in_range = Purchase.objects.filter(placed_at__gte=first, placed_at__lt=period.end).order_by()
-        scanned = in_range.values("pk")[: INLINE_SCAN_PURCHASES + 1].count()
-    return scanned <= INLINE_SCAN_PURCHASES
+    """Whether the live selectors would read few purchases (from the earliest moment they read)."""
+    return jobs.live_scan_is_small(first=min(shift_days(period.start, -window_days), cohort_start), end=period.end)
 
 
 def period_figures(
@@ -208,5 +263,6 @@ def dashboard_build(*, period: Period, window_days: int) -> Dashboard:
         if nps is None
         else charts.nps_bar(promoters=nps.promoters, passives=nps.passives, detractors=nps.detractors),
         campaign_impacts=campaign_impact_rows(),
+        flow=flow_section_planned(),
         job=job,
     )

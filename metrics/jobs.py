@@ -18,15 +18,19 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from customers.models import Purchase
 from metrics.cohorts import Cohort, cohort_matrix
 from metrics.models import MetricsJob, MetricsJobStatus
-from metrics.periods import Period
+from metrics.periods import Period, local_day_of_midnight, store_tz
 from metrics.retention import Retention, retention
+from metrics.rollups import completed_orders_between
 from metrics.summary import Nps, Summary, summary
 
 logger = logging.getLogger(__name__)
 
 RESULT_FRESH = dt.timedelta(minutes=10)
+# Live reads of up to this many purchases run during the request (about a second here).
+INLINE_SCAN_PURCHASES = 200_000
 RUNNING_STUCK = dt.timedelta(minutes=30)
 
 
@@ -90,17 +94,37 @@ def metrics_job_run(*, job_id: int) -> None:
         return
     MetricsJob.objects.filter(pk=job_id).update(status=MetricsJobStatus.RUNNING, started_at=timezone.now())
     try:
-        period, cohort_start, window_days = _parse_key(job.key)
-        figures = period_figures_compute(period=period, cohort_start=cohort_start, window_days=window_days)
+        result = _compute(job.key)
     except Exception as problem:
         logger.exception("metrics.job_failed", extra={"job": job_id})
         MetricsJob.objects.filter(pk=job_id).update(
             status=MetricsJobStatus.FAILED, error=str(problem)[:1000], finished_at=timezone.now()
         )
         raise
-    MetricsJob.objects.filter(pk=job_id).update(
-        status=MetricsJobStatus.DONE, result=figures_dump(figures), finished_at=timezone.now()
-    )
+    MetricsJob.objects.filter(pk=job_id).update(status=MetricsJobStatus.DONE, result=result, finished_at=timezone.now())
+
+
+def _compute(key: str) -> dict[str, Any]:
+    """The stored result of the job ``key`` names: an API read's body (metrics/read_jobs.py) or a
+    dashboard period's figures."""
+    from metrics.read_jobs import KEY_PREFIX, read_job_compute
+
+    if key.startswith(KEY_PREFIX):
+        return read_job_compute(key)
+    period, cohort_start, window_days = _parse_key(key)
+    return figures_dump(period_figures_compute(period=period, cohort_start=cohort_start, window_days=window_days))
+
+
+def live_scan_is_small(*, first: dt.datetime, end: dt.datetime) -> bool:
+    """Whether a live read of the completed purchases in [first, end) reads few enough to run during
+    a request: the day totals count them exactly (the whole days around a bound off midnight)."""
+    zone = store_tz()
+    end_day = local_day_of_midnight(end) or end.astimezone(zone).date() + dt.timedelta(days=1)
+    scanned = completed_orders_between(first_day=first.astimezone(zone).date(), end_day=end_day)
+    if scanned is None:  # rollups not in the store's zone yet: count, but never past the limit
+        in_range = Purchase.objects.filter(placed_at__gte=first, placed_at__lt=end).order_by()
+        scanned = in_range.values("pk")[: INLINE_SCAN_PURCHASES + 1].count()
+    return scanned <= INLINE_SCAN_PURCHASES
 
 
 def _parse_key(key: str) -> tuple[Period, dt.datetime, int]:

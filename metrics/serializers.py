@@ -34,6 +34,9 @@ class SummarySerializer(serializers.Serializer):
     purchase_frequency = serializers.FloatField(allow_null=True)
     aov = serializers.DecimalField(**MONEY, allow_null=True)
     arpu = serializers.DecimalField(**MONEY, allow_null=True)
+    arppu = serializers.DecimalField(
+        **MONEY, allow_null=True, help_text="revenue / purchasing_customers; null when nobody bought"
+    )
     clv = serializers.DecimalField(**MONEY, allow_null=True)
     clv_customers = serializers.IntegerField()
     nps = serializers.FloatField(allow_null=True, help_text="% promoters - % detractors, -100..100")
@@ -77,3 +80,16 @@ class RfmSerializer(serializers.Serializer):
     next = serializers.URLField(allow_null=True)
     previous = serializers.URLField(allow_null=True)
     results = RfmRowSerializer(many=True)
+
+
+class RfmFlowSerializer(serializers.Serializer):
+    """``from`` is a Python keyword, so it (and ``to``, to keep the order) is added in get_fields."""
+
+    flow = serializers.DictField(
+        child=serializers.DictField(child=serializers.IntegerField()),
+        help_text='{segment as of from (or "none": no completed purchase before from): {segment as of to: customers}}',
+    )
+
+    def get_fields(self) -> dict:
+        fields = super().get_fields()
+        return {"from": serializers.DateTimeField(), "to": serializers.DateTimeField(), **fields}

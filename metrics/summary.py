@@ -1,4 +1,4 @@
-"""The period's commercial figures (SPEC §5): repeat purchase rate, frequency, AOV, ARPU, CLV, NPS."""
+"""The period's commercial figures (SPEC §5): repeat purchase rate, frequency, AOV, ARPU, ARPPU, CLV, NPS."""
 
 import datetime as dt
 from dataclasses import dataclass
@@ -72,6 +72,11 @@ class Summary:
         return _ratio(self.revenue, self.customers_end)
 
     @property
+    def arppu(self) -> Decimal | None:
+        """Revenue per paying customer: over the period's distinct purchasing customers, not the active ones."""
+        return _ratio(self.revenue, self.purchasing_customers)
+
+    @property
     def clv(self) -> Decimal | None:
         return _ratio(self.clv_spend, self.clv_customers)
 
@@ -89,6 +94,7 @@ class Summary:
             "purchase_frequency": self.purchase_frequency,
             "aov": self.aov,
             "arpu": self.arpu,
+            "arppu": self.arppu,
             "clv": self.clv,
             "clv_customers": self.clv_customers,
             "nps": self.nps.score,

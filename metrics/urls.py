@@ -9,4 +9,5 @@ urlpatterns = [
     re_path(r"^summary/?$", api.SummaryApi.as_view(), name="metrics-summary"),
     re_path(r"^cohorts/?$", api.CohortsApi.as_view(), name="metrics-cohorts"),
     re_path(r"^rfm/?$", api.RfmApi.as_view(), name="metrics-rfm"),
+    re_path(r"^rfm/flow/?$", api.RfmFlowApi.as_view(), name="metrics-rfm-flow"),
 ]

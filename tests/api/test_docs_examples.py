@@ -172,6 +172,7 @@ COVERED = [
     ("GET", r"/api/v1/metrics/summary", True),
     ("GET", r"/api/v1/metrics/cohorts", True),
     ("GET", r"/api/v1/metrics/rfm", True),
+    ("GET", r"/api/v1/metrics/rfm/flow", True),
     ("POST", r"/api/v1/customers/[^/]+/erase", True),
 ]
 

@@ -68,6 +68,8 @@ def test_dashboard_shows_retention_trend_cohorts_segments_and_nps(admin_page: Pa
     expect(cards.locator("[data-figure=customers_start]")).to_have_text("30")
     expect(cards.locator("[data-figure=customers_end]")).to_have_text("36")
     expect(cards.locator("[data-figure=new_customers]")).to_have_text("8")
+    # ARPPU: March's $1,474.00 over its 36 buyers (28 regulars who came back, 8 new).
+    expect(cards.locator("[data-figure=arppu]")).to_contain_text("40.94")
 
     expect(page.locator("#trend-chart svg polyline")).to_have_count(2)
     expect(page.locator("#trend-chart svg title")).to_have_text("CRR and churn, rolling 30 days")
@@ -83,6 +85,10 @@ def test_dashboard_shows_retention_trend_cohorts_segments_and_nps(admin_page: Pa
     segments = page.locator("#rfm-segments svg g[data-label]")
     expect(segments).to_have_count(8)
     expect(page.locator("#rfm")).to_contain_text("From the nightly scores")
+    # The segment flow of the last quarter: nobody bought in it, so every row stays where it was.
+    flow = page.frame_locator("#rfm-flow #flow-frame").locator("svg")
+    expect(flow.locator("g[data-from]")).to_have_count(9 * 8)
+    assert flow.locator('g[data-from="none"]:not([data-count="0"])').count() == 0
 
     expect(page.locator("[data-figure=nps-score]")).to_have_text("40")  # (3 promoters - 1 detractor) / 5
     expect(page.locator("#nps-chart rect[data-part=promoters]")).to_have_count(1)
@@ -145,13 +151,13 @@ def test_a_period_a_worker_computes_shows_progress_then_fills_in(
     """A period no rollup answers and too large to read during the request (the limit set to 0
     here): the page says a worker is computing, reloads itself, and shows the figures once the
     worker has stored them (run here in the test's process, as the worker would)."""
-    from metrics import dashboard
+    from metrics import jobs
     from metrics.jobs import metrics_job_run
     from metrics.models import MetricsJob
     from metrics.rollups import rollups_rebuild
 
     rollups_rebuild()
-    monkeypatch.setattr(dashboard, "INLINE_SCAN_PURCHASES", 0)
+    monkeypatch.setattr(jobs, "INLINE_SCAN_PURCHASES", 0)
     page = admin_page
     # 107 days with W = 90: longer than the window, so the day chain cannot answer it.
     page.goto(f"{live_server.url}/admin/metrics/dashboard/?start=2025-12-15&end=2026-04-01&window_days=90")

@@ -10,7 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from metrics import dashboard
+from metrics import jobs
 from metrics.cohorts import cohort_matrix_live
 from metrics.dashboard import dashboard_build
 from metrics.jobs import RESULT_FRESH, dashboard_job_key
@@ -85,7 +85,7 @@ def wait_for(status: str, key: str, seconds: float = 60) -> MetricsJob:
 
 def test_a_large_scan_goes_to_a_worker_and_the_page_fills_in(celery_worker, admin_client, monkeypatch):
     shop()
-    monkeypatch.setattr(dashboard, "INLINE_SCAN_PURCHASES", 0)  # this shop's scan counts as large
+    monkeypatch.setattr(jobs, "INLINE_SCAN_PURCHASES", 0)  # this shop's scan counts as large
     params = {"start": LONG.start.date().isoformat(), "end": LONG.end.date().isoformat(), "window_days": WINDOW}
 
     with CaptureQueriesContext(connection) as queries:
@@ -117,7 +117,7 @@ def test_a_large_scan_goes_to_a_worker_and_the_page_fills_in(celery_worker, admi
 @pytest.mark.django_db
 def test_a_failed_job_says_so_and_is_requested_again(monkeypatch, admin_client):
     shop()
-    monkeypatch.setattr(dashboard, "INLINE_SCAN_PURCHASES", 0)
+    monkeypatch.setattr(jobs, "INLINE_SCAN_PURCHASES", 0)
     cohort_start = add_months(LONG.end - dt.timedelta(microseconds=1), -(DEFAULT_COHORT_MONTHS - 1))
     key = dashboard_job_key(period=LONG, cohort_start=cohort_start, window_days=WINDOW)
     MetricsJob.objects.create(

@@ -13,9 +13,11 @@ from django.test import override_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from metrics import rfm
 from metrics.cohorts import cohort_matrix
 from metrics.periods import local_midnight, shift_days
 from metrics.retention import retention
+from metrics.rfm_flow import NONE, segment_flow
 from tests.metrics.conftest import bulk_history, noon
 
 pytestmark = pytest.mark.django_db
@@ -128,3 +130,32 @@ def test_shifting_by_days_keeps_local_midnight_across_daylight_saving():
         assert before.date() == dt.date(2026, 3, 16)
         # Aware datetimes sharing a zone subtract as wall time; compare the instants in UTC.
         assert after_change.astimezone(dt.UTC) - before.astimezone(dt.UTC) == dt.timedelta(days=30, hours=-1)
+
+
+# --- Segment flow (SPEC §5): its margins are the RFM counts at each date ---------------------------
+
+flow_purchases = st.lists(
+    st.tuples(st.sampled_from(CUSTOMERS), st.integers(0, 240), st.integers(1, 500)), max_size=30
+)  # customer, day, whole amount: spends differ, so F and M scores do
+flow_dates = st.tuples(st.integers(0, 250), st.integers(1, 120))  # day of a, days from a to b
+
+
+@PROPERTY_SETTINGS
+@given(history=flow_purchases, dates=flow_dates)
+def test_segment_flow_margins_are_the_segment_counts_at_each_date(history, dates):
+    start = local_midnight(BASE + dt.timedelta(days=dates[0]))
+    end = local_midnight(BASE + dt.timedelta(days=dates[0] + dates[1]))
+    with transaction.atomic():
+        bulk_history([(name, noon(BASE + dt.timedelta(days=day)), Decimal(amount)) for name, day, amount in history])
+        flow = segment_flow(start=start, end=end)
+        at_start, at_end = rfm.segment_counts(as_of=start), rfm.segment_counts(as_of=end)
+        transaction.set_rollback(True)
+
+    rows = flow.row_totals()
+    assert {segment: rows[segment] for segment in rfm.SEGMENTS} == at_start
+    assert flow.column_totals() == at_end
+    bought_before = {name for name, day, _ in history if day < dates[0]}
+    bought_by_end = {name for name, day, _ in history if day < dates[0] + dates[1]}
+    assert rows[NONE] == len(bought_by_end - bought_before)  # new since a
+    assert flow.customers == len(bought_by_end)
+    assert all(n >= 0 for cells in flow.flow.values() for n in cells.values())

@@ -1,0 +1,112 @@
+"""Metrics API reads the rollups cannot answer (metrics/read_jobs.py): computed during the request
+while the scan is small, else by a real Celery worker, the API answering 202 until they are in."""
+
+import datetime as dt
+import time
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from metrics import jobs
+from metrics.cohorts import cohort_matrix_live
+from metrics.models import MetricsJob, MetricsJobStatus
+from metrics.periods import local_midnight
+from metrics.read_jobs import read_job_key
+from metrics.retention import retention_live
+from metrics.rollups import rollups_rebuild
+from metrics.serializers import CohortsSerializer, RetentionSerializer, SummarySerializer
+from metrics.summary import summary_live
+from tests.metrics.conftest import buy, noon
+from tests.metrics.test_dashboard_jobs import assert_no_history_read
+
+TODAY = timezone.localdate()
+START = local_midnight(TODAY - dt.timedelta(days=120))
+END = local_midnight(TODAY)
+WINDOW = 90
+
+
+def shop() -> None:
+    for name, days_ago in [("ann", 200), ("ann", 100), ("ann", 10), ("bob", 95), ("bob", 5), ("cy", 30), ("cy", 30)]:
+        buy(name, noon(TODAY - dt.timedelta(days=days_ago)))
+    rollups_rebuild()  # transactional tests start from flushed tables, the rollup state too
+
+
+def expected_bodies() -> dict:
+    """What each read answers for START..END, from the live selectors."""
+    cohorts = cohort_matrix_live(start=START, end=END)
+    return {
+        "retention": RetentionSerializer(retention_live(start=START, end=END, window_days=WINDOW).as_dict()).data,
+        "summary": SummarySerializer(summary_live(start=START, end=END, window_days=WINDOW).as_dict()).data,
+        "cohorts": CohortsSerializer(
+            {"start": START, "end": END, "cohorts": [cohort.as_dict() for cohort in cohorts]}
+        ).data,
+    }
+
+
+def query(read: str) -> dict:
+    params = {"start": START.date().isoformat(), "end": END.date().isoformat()}
+    return params if read == "cohorts" else {**params, "window_days": WINDOW}
+
+
+def wait_done(key: str, seconds: float = 60) -> MetricsJob:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        job = MetricsJob.objects.filter(key=key).first()
+        if job is not None and job.status == MetricsJobStatus.DONE:
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {key} never finished: {MetricsJob.objects.filter(key=key).first()}")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("read", ["retention", "summary", "cohorts"])
+def test_a_small_scan_is_answered_during_the_request(api, read):
+    shop()
+    response = api.get(f"/api/v1/metrics/{read}", query(read))
+    assert response.status_code == 200, response.content
+    assert response.json() == expected_bodies()[read]
+    assert not MetricsJob.objects.exists()
+
+
+@pytest.mark.parametrize("read", ["retention", "summary", "cohorts"])
+def test_a_large_scan_is_answered_202_until_a_worker_computed_it(celery_worker, api, monkeypatch, read):
+    shop()
+    monkeypatch.setattr(jobs, "INLINE_SCAN_PURCHASES", 0)  # this shop's scan counts as large
+    # A 120-day period (W = 90), a 120-day summary, cohorts from a date inside a month: no rollup answers.
+    start = START + dt.timedelta(hours=5) if read == "cohorts" else START
+    params = query(read) | ({"start": start.isoformat()} if read == "cohorts" else {})
+    with CaptureQueriesContext(connection) as queries:
+        response = api.get(f"/api/v1/metrics/{read}", params)
+    assert response.status_code == 202, response.content
+    assert response["Retry-After"] == "5"
+    assert response.json()["status"] in ("pending", "running")
+    assert_no_history_read(queries, END)  # the worker reads it
+
+    key = read_job_key(read=read, start=start, end=END, window_days=0 if read == "cohorts" else WINDOW)
+    job = wait_done(key)
+    response = api.get(f"/api/v1/metrics/{read}", params)
+    assert response.status_code == 200, response.content
+    if read == "cohorts":
+        cohorts = cohort_matrix_live(start=start, end=END)
+        body = CohortsSerializer({"start": start, "end": END, "cohorts": [c.as_dict() for c in cohorts]}).data
+        assert response.json() == body
+    else:
+        assert response.json() == expected_bodies()[read]  # to the cent and the count
+    assert response["Last-Modified"]
+    assert MetricsJob.objects.filter(key=key).count() == 1 and job.result == response.json()
+
+
+@pytest.mark.django_db
+def test_the_default_period_reads_the_rollups_and_never_the_purchases(api, monkeypatch):
+    shop()
+    monkeypatch.setattr(jobs, "INLINE_SCAN_PURCHASES", 0)
+    start = local_midnight(TODAY - dt.timedelta(days=30))
+    params = {"start": start.date().isoformat(), "end": END.date().isoformat(), "window_days": WINDOW}
+    for read in ("retention", "summary"):
+        with CaptureQueriesContext(connection) as queries:
+            response = api.get(f"/api/v1/metrics/{read}", params)
+        assert response.status_code == 200
+        assert_no_history_read(queries, END)
+    assert not MetricsJob.objects.exists()
