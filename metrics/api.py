@@ -327,8 +327,8 @@ class RfmApi(APIView):
 
 
 class RfmFlowApi(APIView):
-    """Computed live from the purchase history as of both dates (each side as ``GET /metrics/rfm``
-    computes an ad-hoc as_of)."""
+    """Computed from the purchase history as of both dates (each side as ``GET /metrics/rfm``
+    computes an ad-hoc as_of): during the request on a small shop, else by a worker (202)."""
 
     required_scopes = {"GET": "metrics"}
     required_permissions = {"GET": DASHBOARD_PERMISSION}
@@ -342,12 +342,11 @@ class RfmFlowApi(APIView):
             ),
             OpenApiParameter("to", OpenApiTypes.STR, description=f"{MOMENT}; not in the future; default: now"),
         ],
-        responses={200: RfmFlowSerializer, **ERRORS},
+        responses={200: RfmFlowSerializer, **COMPUTING, **ERRORS},
         summary="RFM segment flow: customers per (segment as of from, segment as of to)",
         examples=[RFM_FLOW_EXAMPLE],
     )
     def get(self, request: Request) -> Response:
         query = request.query_params
         dates = rfm_flow.parse_flow_dates(query.get("from"), query.get("to"))
-        flow = rfm_flow.segment_flow(start=dates.start, end=dates.end)
-        return Response(RfmFlowSerializer(flow.as_dict()).data)
+        return answered(read_answer(read="rfm_flow", start=dates.start, end=dates.end, window_days=0))

@@ -2,10 +2,11 @@
 else by a worker, the API answering 202 until the figures are in.
 
 Retention, the summary and the cohort matrix each have a fast path (metrics/rollups.py) for every
-period that starts and ends at store midnights (retention: no longer than W). Anything else would
-scan the purchases: up to ``INLINE_SCAN_PURCHASES`` of them (counted exactly from the day totals)
-are read during the request, as on the dashboard; more, and a ``MetricsJob`` keyed by the read and
-its parameters is computed by a worker with the same selectors and serializers. The request that
+period that starts and ends at store midnights (retention: no longer than W); the segment flow has
+none (it scores every customer as of both dates). Anything else would scan the purchases: up to
+``INLINE_SCAN_PURCHASES`` of them (counted exactly from the day totals) are read during the
+request, as on the dashboard; more, and a ``MetricsJob`` keyed by the read and its parameters is
+computed by a worker with the same selectors and serializers. The request that
 finds it under way is answered 202 with ``Retry-After``; the next one after it is done gets the
 stored body (and ``Last-Modified``), fresh for ``RESULT_FRESH`` (metrics/jobs.py).
 """
@@ -21,7 +22,8 @@ from metrics.jobs import live_scan_is_small, metrics_job_request
 from metrics.models import MetricsJob, MetricsJobStatus
 from metrics.periods import shift_days
 from metrics.retention import retention, retention_from_rollups
-from metrics.serializers import CohortsSerializer, RetentionSerializer, SummarySerializer
+from metrics.rfm_flow import segment_flow
+from metrics.serializers import CohortsSerializer, RetentionSerializer, RfmFlowSerializer, SummarySerializer
 from metrics.summary import summary, summary_from_rollups
 
 KEY_PREFIX = "read "
@@ -75,6 +77,12 @@ READS: dict[str, Read] = {
         ),
         compute=lambda start, end, w: _cohorts_body(start, end, cohort_matrix(start=start, end=end)),
         scans_from=lambda start, w: start,
+    ),
+    # Both sides scored from every purchase before them: no rollup answers it.
+    "rfm_flow": Read(
+        fast=lambda start, end, w: None,
+        compute=lambda start, end, w: RfmFlowSerializer(segment_flow(start=start, end=end).as_dict()).data,
+        scans_from=lambda start, w: dt.datetime.min.replace(tzinfo=dt.UTC),
     ),
 }
 

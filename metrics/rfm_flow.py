@@ -57,9 +57,11 @@ class SegmentFlow:
 
 def parse_flow_dates(start: Any, end: Any) -> FlowDates:
     """``from`` and ``to``: dates (midnight, store time) or ISO datetimes, ``from`` before ``to``,
-    neither in the future. ``to`` defaults to now, ``from`` to ``DEFAULT_FLOW_DAYS`` before ``to``."""
+    neither in the future. ``to`` defaults to now (to the minute: repeated asks within a minute name
+    the same flow, which a worker computes once on a large shop), ``from`` to ``DEFAULT_FLOW_DAYS``
+    before ``to``."""
     now = timezone.now()
-    end_at = now if end in (None, "") else parse_moment(end, "to")
+    end_at = now.replace(second=0, microsecond=0) if end in (None, "") else parse_moment(end, "to")
     start_at = shift_days(end_at, -DEFAULT_FLOW_DAYS) if start in (None, "") else parse_moment(start, "from")
     if end_at > now:
         # Scores as of a moment still to come would change as purchases arrive: not a figure yet.

@@ -15,8 +15,9 @@ from metrics.models import MetricsJob, MetricsJobStatus
 from metrics.periods import local_midnight
 from metrics.read_jobs import read_job_key
 from metrics.retention import retention_live
+from metrics.rfm_flow import segment_flow
 from metrics.rollups import rollups_rebuild
-from metrics.serializers import CohortsSerializer, RetentionSerializer, SummarySerializer
+from metrics.serializers import CohortsSerializer, RetentionSerializer, RfmFlowSerializer, SummarySerializer
 from metrics.summary import summary_live
 from tests.metrics.conftest import buy, noon
 from tests.metrics.test_dashboard_jobs import assert_no_history_read
@@ -110,3 +111,20 @@ def test_the_default_period_reads_the_rollups_and_never_the_purchases(api, monke
         assert response.status_code == 200
         assert_no_history_read(queries, END)
     assert not MetricsJob.objects.exists()
+
+
+def test_a_segment_flow_on_a_large_shop_is_computed_by_a_worker(celery_worker, api, monkeypatch):
+    shop()
+    monkeypatch.setattr(jobs, "INLINE_SCAN_PURCHASES", 0)
+    params = {"from": START.date().isoformat(), "to": END.date().isoformat()}
+    response = api.get("/api/v1/metrics/rfm/flow", params)
+    assert response.status_code == 202, response.content
+    wait_done(read_job_key(read="rfm_flow", start=START, end=END, window_days=0))
+    response = api.get("/api/v1/metrics/rfm/flow", params)
+    assert response.status_code == 200
+    assert response.json() == RfmFlowSerializer(segment_flow(start=START, end=END).as_dict()).data
+    # Asked without dates, the flow ends at this minute: asking again names the same job.
+    first = api.get("/api/v1/metrics/rfm/flow")
+    assert first.status_code in (200, 202)
+    assert api.get("/api/v1/metrics/rfm/flow").status_code in (200, 202)
+    assert MetricsJob.objects.count() in (2, 3)  # the dated flow, and one (or, across a minute, two) undated
