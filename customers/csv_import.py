@@ -10,23 +10,16 @@ A file has one line per order, or one line per item line of an order (several li
 order's external_id). The file is streamed and only the batch being read is held, so a file of any
 size imports in bounded memory. That is why the lines of one order must be adjacent: an order id
 that comes back later is reported as an error, not merged. The ids already read, needed to notice
-exactly that, go to a throwaway SQLite file (``SeenOrders``) rather than into memory.
+exactly that, go to a temporary table of the import's database session (``SeenOrders``) rather
+than into memory.
 
 Batches are recorded by a few writer threads side by side (``Writers``), as concurrent bulk
 requests would be, while the calling thread reads ahead; results still come out in file order.
 Inside a transaction (a dry run's, or a caller's) everything runs in the calling thread instead.
 """
 
-import codecs
-import csv
-import hashlib
-import io
-import itertools
-import json
 import queue
 import re
-import sqlite3
-import tempfile
 import threading
 from collections import Counter, deque
 from collections.abc import Iterable, Iterator
@@ -39,8 +32,17 @@ from typing import Any, Self
 
 from django.db import connection, connections, transaction
 
+from customers.csv_common import (
+    CsvImportError,
+    CsvSource,
+    RowError,
+    batches,
+    column_list,
+    statistics_refresh,
+)
+from customers.csv_common import mapping_parse as mapping_parse_for
 from customers.services import BulkResult, LineItemInput, PurchaseInput, purchases_record_bulk
-from customers.services.bulk import MAX_BULK_PURCHASES
+from customers.services.loyalty.ledger import sql_array
 from customers.services.purchases import MAX_ITEMS_PER_ORDER, PURCHASE_REQUIRED_FIELDS
 
 # The SPEC §6 purchase fields, taken from the service's input types so the two cannot drift apart.
@@ -53,34 +55,15 @@ REQUIRED_FIELDS = PURCHASE_REQUIRED_FIELDS
 REQUIRED_ITEM_FIELDS = tuple(
     f.name for f in fields(LineItemInput) if f.default is MISSING and f.default_factory is MISSING
 )
-READ_CHUNK_BYTES = 1 << 20  # bytes decoded at a time by the encoding check
-# Orders per call of the bulk service: its own limit, the size at which it was measured.
-BATCH_ORDERS = MAX_BULK_PURCHASES
+# Orders per call of the bulk service. Larger than the API's batch (MAX_BULK_PURCHASES): each batch
+# costs a fixed number of statements, round trips and a commit, so larger batches cost less per order.
+BATCH_ORDERS = 5_000
+MAX_BATCH_ORDERS = 20_000
 JOBS = 2  # batches recorded side by side (see Writers)
 MAX_JOBS = 8
 
-# A table is analyzed during an import once it holds this many rows more than twice what its
-# statistics say (see statistics_refresh).
-ANALYZE_AFTER_ROWS = 1_000
-
 CREATED, EXISTS, ERROR = "created", "exists", "error"
 _ITEM_KEY = re.compile(r"items\[(\d+)\](?:\.(\w+))?")
-
-
-class CsvImportError(Exception):
-    """The file or the options cannot be imported at all (as opposed to one bad order)."""
-
-
-@dataclass(frozen=True)
-class RowError:
-    """One problem of one order, placed at the file line and column where it was found."""
-
-    line: int
-    external_id: str
-    field: str  # the purchase field (SPEC §6 name); "" when the problem is a whole line or order
-    column: str  # that field's column in this file; "" when it has none
-    code: str
-    message: str
 
 
 @dataclass(frozen=True)
@@ -92,27 +75,15 @@ class OrderResult:
     errors: tuple[RowError, ...] = ()
 
 
+def _field_problem(name: str) -> str | None:
+    return None if name in FIELDS else f"unknown field {name!r}"
+
+
 def mapping_parse(pairs: Iterable[str]) -> dict[str, str]:
     """``["external_id=order_no", ...]`` as ``{"external_id": "order_no"}``; refuses unknown fields."""
-    mapping: dict[str, str] = {}
-    for pair in pairs:
-        name, equals, column = (part.strip() for part in pair.partition("="))
-        if not equals or not name or not column:
-            raise CsvImportError(f"--map {pair!r}: write it as field=column, e.g. --map external_id=order_no")
-        if name not in FIELDS:
-            raise CsvImportError(f"--map {pair!r}: unknown field {name!r}; the fields are {', '.join(FIELDS)}")
-        if mapping.get(name, column) != column:
-            raise CsvImportError(f"--map: field {name!r} is mapped to both {mapping[name]!r} and {column!r}")
-        mapping[name] = column
-    return mapping
-
-
-def delimiter_parse(value: str) -> str:
-    """One character; ``\\t`` and ``tab`` spell a tab, which is awkward to pass in a shell."""
-    delimiter = "\t" if value in ("\\t", "tab") else value
-    if len(delimiter) != 1 or delimiter in '"\r\n':
-        raise CsvImportError(f"--delimiter {value!r}: must be one character other than a quote or newline")
-    return delimiter
+    return mapping_parse_for(
+        pairs, field_problem=_field_problem, fields_text=", ".join(FIELDS), example="external_id=order_no"
+    )
 
 
 @dataclass(frozen=True)
@@ -137,20 +108,16 @@ class Layout:
         return tuple((name, p) for name, p in self.positions.items() if name in ITEM_FIELDS)
 
 
-def _column_list(names: Iterable[str]) -> str:
-    return ", ".join(repr(name) for name in names)
-
-
 def layout_from_header(header: list[str], mapping: dict[str, str], *, ignore_unknown_columns: bool) -> Layout:
     """Match the header to the fields: ``mapping`` first, then columns named like a field."""
     names = [name.strip() for name in header]
     repeated = [name for name, count in Counter(names).items() if count > 1]
     if repeated:
-        raise CsvImportError(f"the header has these columns more than once: {_column_list(repeated)}")
+        raise CsvImportError(f"the header has these columns more than once: {column_list(repeated)}")
     for name, column in mapping.items():
         if column not in names:
             raise CsvImportError(
-                f"--map {name}={column}: the file has no column {column!r}; its columns are {_column_list(names)}"
+                f"--map {name}={column}: the file has no column {column!r}; its columns are {column_list(names)}"
             )
     columns = dict(mapping)
     claimed = set(mapping.values())
@@ -161,7 +128,7 @@ def layout_from_header(header: list[str], mapping: dict[str, str], *, ignore_unk
     missing = [name for name in REQUIRED_FIELDS if name not in columns]
     if missing:
         raise CsvImportError(
-            f"missing required columns: {', '.join(missing)}; the file's columns are {_column_list(names)} "
+            f"missing required columns: {', '.join(missing)}; the file's columns are {column_list(names)} "
             "(name a differently called column with --map field=column)"
         )
     if any(name in columns for name in ITEM_FIELDS):
@@ -172,58 +139,10 @@ def layout_from_header(header: list[str], mapping: dict[str, str], *, ignore_unk
     unknown = [name or f"(unnamed column {i + 1})" for i, name in enumerate(names) if name not in used]
     if unknown and not ignore_unknown_columns:
         raise CsvImportError(
-            f"unknown columns: {_column_list(unknown)}; map them with --map field=column or pass "
+            f"unknown columns: {column_list(unknown)}; map them with --map field=column or pass "
             f"--ignore-unknown-columns (the fields are {', '.join(FIELDS)})"
         )
     return Layout(columns=columns, positions={n: names.index(c) for n, c in columns.items()}, width=len(names))
-
-
-def _codec_for(encoding: str) -> str:
-    try:
-        name = codecs.lookup(encoding).name
-        io.TextIOWrapper(io.BytesIO(), encoding=name)  # refuses codecs that are not text encodings (base64)
-    except LookupError:
-        raise CsvImportError(f"unknown text encoding {encoding!r}") from None
-    # Excel marks UTF-8 with a BOM; utf-8-sig drops one if present and reads plain UTF-8 otherwise.
-    return "utf-8-sig" if name in ("utf-8", "utf-8-sig") else name
-
-
-def _text_check(path: Path, codec: str) -> int:
-    """Decode the whole file once and return its number of lines.
-
-    A wrong encoding then stops the import before any order is written, with the byte offset and
-    line of the first undecodable byte, instead of halfway through a large file.
-    """
-    plain = "utf-8" if codec == "utf-8-sig" else codec
-    decoder = codecs.getincrementaldecoder(plain)(errors="strict")
-    consumed = newlines = 0
-    last = ""
-    try:
-        with path.open("rb") as stream:
-            if codec == "utf-8-sig":
-                # Skipped by hand so that offsets count from the real start of the file.
-                if stream.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8:
-                    consumed = len(codecs.BOM_UTF8)
-                else:
-                    stream.seek(0)
-            for chunk in itertools.chain(iter(lambda: stream.read(READ_CHUNK_BYTES), b""), [None]):
-                pending = len(decoder.getstate()[0])  # bytes of an unfinished character from the last chunk
-                try:
-                    text = decoder.decode(chunk or b"", final=chunk is None)
-                except UnicodeDecodeError as exc:
-                    offset = consumed - pending + exc.start
-                    line = newlines + exc.object[: exc.start].decode(plain, "replace").count("\n") + 1
-                    raise CsvImportError(
-                        f"{path} is not valid {plain} text: byte {exc.object[exc.start]:#04x} at byte offset "
-                        f"{offset} (line {line}). Save it as UTF-8 or name its encoding with --encoding, "
-                        "e.g. --encoding cp1252"
-                    ) from None
-                consumed += len(chunk or b"")
-                newlines += text.count("\n")
-                last = text[-1:] or last
-    except OSError as exc:
-        raise CsvImportError(f"cannot read {path}: {exc.strerror}") from None
-    return newlines + (1 if last not in ("", "\n") else 0)
 
 
 @dataclass
@@ -295,77 +214,17 @@ class OrderLines:
         return OrderResult(self.external_id, status, self.first_line, self.end_line, tuple(self.errors))
 
 
-class PurchaseCsv:
-    """One purchases CSV: checked up front (file, encoding, header, at least one row), then streamed.
+class PurchaseCsv(CsvSource[Layout]):
+    """One purchases CSV (see CsvSource), read as orders."""
 
-    Line numbers are the file's physical lines, the header being line 1, so a quoted cell that
-    spans lines does not shift the numbers of the rows after it.
-    """
-
-    def __init__(
-        self,
-        path: str | Path,
-        *,
-        encoding: str = "utf-8",
-        delimiter: str = ",",
-        mapping: dict[str, str] | None = None,
-        ignore_unknown_columns: bool = False,
-    ) -> None:
-        self.path = Path(path)
-        codec = _codec_for(encoding)
-        if not self.path.exists():
-            raise CsvImportError(f"{self.path}: no such file")
-        if self.path.is_dir():
-            raise CsvImportError(f"{self.path} is a directory, not a CSV file")
-        self.total_lines = _text_check(self.path, codec)
-        if self.total_lines == 0:
-            raise CsvImportError(f"{self.path} is empty: no rows")
-        self._file = self.path.open(encoding=codec, newline="")
-        try:
-            self._reader = csv.reader(self._file, delimiter=delimiter)
-            self._records = self._read()
-            header = next(self._records, None)
-            if header is None:
-                raise CsvImportError(f"{self.path} is empty: no rows")
-            _, self.header_end_line, cells = header
-            self.layout = layout_from_header(cells, mapping or {}, ignore_unknown_columns=ignore_unknown_columns)
-            self._first_row = next(self._records, None)
-            if self._first_row is None:
-                raise CsvImportError(f"{self.path} has a header but no rows")
-        except BaseException:
-            self._file.close()
-            raise
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._file.close()
-
-    def _read(self) -> Iterator[tuple[int, int, list[str]]]:
-        """Non-blank records as (first line, last line, cells)."""
-        end = 0
-        while True:
-            try:
-                cells = next(self._reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                raise CsvImportError(f"line {self._reader.line_num}: {exc}") from None
-            except UnicodeDecodeError as exc:  # the file changed since it was checked
-                raise CsvImportError(f"line {self._reader.line_num + 1}: not valid text ({exc.reason})") from None
-            start, end = end + 1, self._reader.line_num
-            if "".join(cells).strip():  # some cell has more than blanks
-                yield start, end, cells
+    def __init__(self, path: str | Path, **options: Any) -> None:
+        super().__init__(path, layout_from_header=layout_from_header, **options)
 
     def orders(self) -> Iterator[OrderLines]:
         """The file's orders, each made of its adjacent lines with the same external_id."""
         position = self.layout.positions["external_id"]
         current: OrderLines | None = None
-        for start, end, cells in itertools.chain([self._first_row], self._records):
+        for start, end, cells in self.records():
             external_id = cells[position].strip() if position < len(cells) else ""
             # Lines without an id are never merged: each is its own (failing) order.
             if current is None or not external_id or external_id != current.external_id:
@@ -377,58 +236,56 @@ class PurchaseCsv:
             yield current
 
 
+_SEEN_TABLE = "purchase_import_seen"
+_SEEN_CREATE = f"""
+    DROP TABLE IF EXISTS pg_temp.{_SEEN_TABLE};
+    CREATE TEMPORARY TABLE {_SEEN_TABLE} (key uuid PRIMARY KEY)
+"""
+# The ids claimed now; those claimed before come back (usually none). Each id is kept as its MD5
+# (16 bytes whatever the cell holds: a cell may be far longer than an index entry can be).
+_SEEN_CLAIM = f"""
+    WITH given AS (
+        SELECT DISTINCT external_id, md5(external_id)::uuid AS key FROM unnest(%s::text[]) AS given(external_id)
+    ), claimed AS (
+        INSERT INTO {_SEEN_TABLE} SELECT key FROM given ON CONFLICT (key) DO NOTHING RETURNING key
+    )
+    SELECT external_id FROM given WHERE key NOT IN (SELECT key FROM claimed)
+"""
+
+
 class SeenOrders:
     """The order ids read so far, to tell an order whose lines come back later from a new one.
 
-    They go to an SQLite file in the temporary directory, deleted on exit, so that the process's
-    memory does not grow with the file: a million ids held in a Python set would take about 100 MB.
-    Ids are stored as 128-bit hashes (fixed size, whatever the cell holds), one statement a batch.
+    They go to a temporary table of the importing thread's database session, dropped on exit, so
+    that the process's memory does not grow with the file (a million ids held in a Python set
+    would take about 100 MB): one statement a batch, an index probe per id. The table lives in the
+    session, not in the import's transactions: each batch commits its own.
     """
 
     def __enter__(self) -> Self:
-        try:
-            self._directory = tempfile.TemporaryDirectory(prefix="import-purchases-")
-            # Throwaway data: no journal, no fsync; one connection, used by this thread only.
-            self._db = sqlite3.connect(Path(self._directory.name) / "seen.sqlite3", isolation_level=None)
-            self._db.executescript(
-                "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;"
-                "CREATE TABLE seen (key TEXT PRIMARY KEY) WITHOUT ROWID;"
-            )
-        except (OSError, sqlite3.Error) as exc:
-            raise CsvImportError(
-                f"the first line: no temporary file for the order ids could be created in {tempfile.gettempdir()} "
-                f"({exc}); set TMPDIR to a writable directory"
-            ) from None
+        with connection.cursor() as cursor:
+            cursor.execute(_SEEN_CREATE)
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._db.close()
-        self._directory.cleanup()
+        if connection.needs_rollback:  # a dry run's rollback takes the table with it
+            return
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TABLE IF EXISTS pg_temp.{_SEEN_TABLE}")
 
-    @staticmethod
-    def _key(external_id: str) -> str:
-        return hashlib.blake2b(external_id.encode(), digest_size=16).hexdigest()
-
-    def add(self, external_ids: list[str], *, line: int) -> set[str]:
-        """Remember these ids (read from ``line`` on); returns those that were read before (by an
-        earlier call)."""
-        by_key = {self._key(external_id): external_id for external_id in external_ids}
-        try:
-            new = self._db.execute(
-                "INSERT OR IGNORE INTO seen (key) SELECT value FROM json_each(?) RETURNING key",
-                (json.dumps(list(by_key)),),
-            ).fetchall()
-        except sqlite3.Error as exc:  # a full disk, typically
-            raise CsvImportError(f"line {line}: the temporary file of order ids cannot be written ({exc})") from None
-        for (key,) in new:
-            del by_key[key]
-        return set(by_key.values())
+    def add(self, external_ids: list[str]) -> set[str]:
+        """Remember these ids; returns those that were read before (by an earlier call)."""
+        # PostgreSQL text holds no NUL character; such an id fails validation anyway.
+        by_text = {external_id.replace("\x00", "\ufffd"): external_id for external_id in external_ids}
+        with connection.cursor() as cursor:
+            cursor.execute(_SEEN_CLAIM, [sql_array(by_text)])
+            return {by_text[text] for (text,) in cursor.fetchall()}
 
 
 def _adjacency_check(batch: list[OrderLines], seen: SeenOrders) -> None:
     """Fail the orders whose id was read before, in an earlier batch or earlier in this one."""
     named = [order for order in batch if order.external_id]  # lines without an id fail on their own
-    read_before = seen.add([order.external_id for order in named], line=batch[0].first_line)
+    read_before = seen.add([order.external_id for order in named])
     in_batch: set[str] = set()
     for order in named:
         if order.external_id in read_before or order.external_id in in_batch:
@@ -450,7 +307,9 @@ def batch_record(batch: list[OrderLines]) -> list[OrderResult]:
     ready = [order for order in batch if not order.errors]
     answers: dict[int, BulkResult] = {}
     if ready:
-        answered = purchases_record_bulk(raw_purchases=[order.purchase_raw() for order in ready])
+        answered = purchases_record_bulk(
+            raw_purchases=[order.purchase_raw() for order in ready], max_purchases=MAX_BATCH_ORDERS
+        )
         answers = {id(order): answer for order, answer in zip(ready, answered, strict=True)}
     results = []
     for order in batch:
@@ -462,46 +321,6 @@ def batch_record(batch: list[OrderLines]) -> list[OrderResult]:
             order.errors_from(answer.error)
         results.append(order.result(answer.status))
     return results
-
-
-# A shop's first import grows tables from nothing (the ledger, the items; on a new database every
-# table). With the statistics of a table from when it was nearly empty, the planner picks plans for
-# a handful of rows (a scan of the whole ledger per batch, which grows with it), and autovacuum
-# takes a minute or more to catch up. So a table that has doubled since its statistics were taken
-# is analyzed again: a handful of times per table in a whole import, and never for a table that
-# already holds far more rows than the import adds.
-_TABLES_BEHIND = """
-    SELECT quote_ident(stats.schemaname) || '.' || quote_ident(stats.relname)
-    FROM pg_stat_user_tables stats JOIN pg_class class ON class.oid = stats.relid
-    WHERE stats.schemaname = current_schema()
-      AND stats.n_live_tup >= %s + 2 * greatest(class.reltuples, 0)
-"""
-
-
-def statistics_refresh() -> None:
-    """Analyze the tables whose planner statistics lag far behind their size (see above)."""
-    with connection.cursor() as cursor:
-        cursor.execute(_TABLES_BEHIND, [ANALYZE_AFTER_ROWS])
-        for (table,) in cursor.fetchall():
-            cursor.execute(f"ANALYZE {table}")
-
-
-def _batches(orders: Iterable[OrderLines], size: int) -> Iterator[list[OrderLines]]:
-    """The orders ``size`` at a time. When the file cannot be read further, the orders read up to
-    there still come out as a last batch before the error goes on to the caller."""
-    batch: list[OrderLines] = []
-    try:
-        for order in orders:
-            batch.append(order)
-            if len(batch) >= size:
-                yield batch
-                batch = []
-    except CsvImportError:
-        if batch:
-            yield batch
-        raise
-    if batch:
-        yield batch
 
 
 class Writers:
@@ -600,13 +419,13 @@ def orders_import(
     reports exactly what a real run would (a customer created by one order is there for the
     next), at the price of holding those customers' row locks until it ends.
     """
-    if not 1 <= batch_size <= MAX_BULK_PURCHASES:
-        raise CsvImportError(f"the batch size must be between 1 and {MAX_BULK_PURCHASES}")
+    if not 1 <= batch_size <= MAX_BATCH_ORDERS:
+        raise CsvImportError(f"the batch size must be between 1 and {MAX_BATCH_ORDERS:,}")
     if not 1 <= jobs <= MAX_JOBS:
         raise CsvImportError(f"the number of jobs must be between 1 and {MAX_JOBS}")
     with SeenOrders() as seen:
-        batches = _batches(orders, batch_size)
+        batched = batches(orders, batch_size)
         if dry_run or connection.in_atomic_block:
-            yield from _import_one_by_one(batches, seen, dry_run=dry_run)
+            yield from _import_one_by_one(batched, seen, dry_run=dry_run)
         else:
-            yield from _import_in_parallel(batches, seen, jobs=jobs)
+            yield from _import_in_parallel(batched, seen, jobs=jobs)

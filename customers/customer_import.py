@@ -21,9 +21,7 @@ referrer comes later in the file wait for it (at most ``MAX_WAITING_ROWS`` at a 
 """
 
 import contextlib
-import csv
 import datetime as dt
-import itertools
 import json
 import math
 import queue
@@ -31,19 +29,14 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 from django.db import DatabaseError, connection, reset_queries, transaction
 from django.utils import timezone
 
 from campaigns.exits import entries_exit_for_customers  # campaigns: journeys end on a revoked consent
-from customers.csv_import import (  # the conventions the purchase import set: same errors, same file checks
-    CsvImportError,
-    RowError,
-    _codec_for,
-    _text_check,
-    statistics_refresh,
-)
+from customers.csv_common import CsvImportError, CsvSource, RowError, batches, column_list, statistics_refresh
+from customers.csv_common import mapping_parse as mapping_parse_for
 from customers.models import Channel, ConsentSource, Customer
 from customers.services import validation as v
 from customers.services.bulk import UNEXPECTED_AT_INSERT
@@ -101,21 +94,16 @@ def field_problem(name: str) -> str | None:
 
 
 def mapping_parse(pairs: Iterable[str]) -> dict[str, str]:
-    """``["external_id=client_no", ...]`` as ``{"external_id": "client_no"}``; refuses unknown fields.
+    """``["external_id=client_no", ...]`` as ``{"external_id": "client_no"}``; refuses unknown fields
+    (this file's fields include patterns, ``attr.<name>`` and ``consent.<channel>``)."""
 
-    The purchase import's ``mapping_parse`` with this file's fields, which include patterns
-    (``attr.<name>``, ``consent.<channel>``) rather than a fixed list."""
-    mapping: dict[str, str] = {}
-    for pair in pairs:
-        name, equals, column = (part.strip() for part in pair.partition("="))
-        if not equals or not name or not column:
-            raise CsvImportError(f"--map {pair!r}: write it as field=column, e.g. --map external_id=client_no")
-        if problem := field_problem(name):
-            raise CsvImportError(f"--map {pair!r}: {name!r}: {problem}; the fields are {fields_described()}")
-        if mapping.get(name, column) != column:
-            raise CsvImportError(f"--map: field {name!r} is mapped to both {mapping[name]!r} and {column!r}")
-        mapping[name] = column
-    return mapping
+    def problem(name: str) -> str | None:
+        reason = field_problem(name)
+        return None if reason is None else f"{name!r}: {reason}"
+
+    return mapping_parse_for(
+        pairs, field_problem=problem, fields_text=fields_described(), example="external_id=client_no"
+    )
 
 
 @dataclass(frozen=True)
@@ -127,10 +115,6 @@ class Layout:
     width: int  # number of columns in the header
     attributes: tuple[tuple[str, str], ...]  # (attribute key, its field attr.<key>)
     consents: tuple[tuple[str, str, str | None], ...]  # (channel, its field, the field of its time or None)
-
-
-def _column_list(names: Iterable[str]) -> str:
-    return ", ".join(repr(name) for name in names)
 
 
 def _unknown_column(index: int, name: str) -> str:
@@ -145,11 +129,11 @@ def layout_from_header(header: list[str], mapping: dict[str, str], *, ignore_unk
     names = [name.strip() for name in header]
     repeated = [name for name in dict.fromkeys(names) if names.count(name) > 1]
     if repeated:
-        raise CsvImportError(f"the header has these columns more than once: {_column_list(repeated)}")
+        raise CsvImportError(f"the header has these columns more than once: {column_list(repeated)}")
     for name, column in mapping.items():
         if column not in names:
             raise CsvImportError(
-                f"--map {name}={column}: the file has no column {column!r}; its columns are {_column_list(names)}"
+                f"--map {name}={column}: the file has no column {column!r}; its columns are {column_list(names)}"
             )
     columns = dict(mapping)
     claimed = set(mapping.values())
@@ -159,7 +143,7 @@ def layout_from_header(header: list[str], mapping: dict[str, str], *, ignore_unk
             columns[name] = name
     if "external_id" not in columns:
         raise CsvImportError(
-            f"missing required column: external_id; the file's columns are {_column_list(names)} "
+            f"missing required column: external_id; the file's columns are {column_list(names)} "
             "(name a differently called column with --map external_id=column)"
         )
     for name in columns:
@@ -189,74 +173,11 @@ def layout_from_header(header: list[str], mapping: dict[str, str], *, ignore_unk
     )
 
 
-class CustomerCsv:
-    """One customers CSV: checked up front (file, encoding, header, at least one row), then streamed.
+class CustomerCsv(CsvSource[Layout]):
+    """One customers CSV (see CsvSource), one customer a row."""
 
-    As for purchases, line numbers are the file's physical lines, the header being line 1.
-    """
-
-    def __init__(
-        self,
-        path: str | Path,
-        *,
-        encoding: str = "utf-8",
-        delimiter: str = ",",
-        mapping: dict[str, str] | None = None,
-        ignore_unknown_columns: bool = False,
-    ) -> None:
-        self.path = Path(path)
-        codec = _codec_for(encoding)
-        if not self.path.exists():
-            raise CsvImportError(f"{self.path}: no such file")
-        if self.path.is_dir():
-            raise CsvImportError(f"{self.path} is a directory, not a CSV file")
-        self.total_lines = _text_check(self.path, codec)
-        if self.total_lines == 0:
-            raise CsvImportError(f"{self.path} is empty: no rows")
-        self._file = self.path.open(encoding=codec, newline="")
-        try:
-            self._reader = csv.reader(self._file, delimiter=delimiter)
-            self._records = self._read()
-            header = next(self._records, None)
-            if header is None:
-                raise CsvImportError(f"{self.path} is empty: no rows")
-            _, self.header_end_line, cells = header
-            self.layout = layout_from_header(cells, mapping or {}, ignore_unknown_columns=ignore_unknown_columns)
-            self._first_row = next(self._records, None)
-            if self._first_row is None:
-                raise CsvImportError(f"{self.path} has a header but no rows")
-        except BaseException:
-            self._file.close()
-            raise
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self._file.close()
-
-    def _read(self) -> Iterator[tuple[int, int, list[str]]]:
-        """Non-blank records as (first line, last line, cells)."""
-        end = 0
-        while True:
-            try:
-                cells = next(self._reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                raise CsvImportError(f"line {self._reader.line_num}: {exc}") from None
-            except UnicodeDecodeError as exc:  # the file changed since it was checked
-                raise CsvImportError(f"line {self._reader.line_num + 1}: not valid text ({exc.reason})") from None
-            start, end = end + 1, self._reader.line_num
-            if any(cell.strip() for cell in cells):
-                yield start, end, cells
-
-    def records(self) -> Iterator[tuple[int, int, list[str]]]:
-        """The rows after the header, as (first line, last line, cells)."""
-        return itertools.chain([self._first_row], self._records)
+    def __init__(self, path: str | Path, **options: Any) -> None:
+        super().__init__(path, layout_from_header=layout_from_header, **options)
 
 
 # --- One row -------------------------------------------------------------------------------------
@@ -727,12 +648,6 @@ def _session_lost() -> bool:
         return True
 
 
-def _chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    iterator = iter(items)
-    while chunk := list(itertools.islice(iterator, size)):
-        yield chunk
-
-
 Batch = tuple[list[CustomerRow], list[RowResult]]  # a batch's valid rows, and the results of its invalid ones
 
 
@@ -805,7 +720,7 @@ class CustomerImport:
         """Write a batch of cleaned rows (``failed``: its rows that did not pass validation)."""
         rows, results = self._claim(rows, list(failed))
         ready, self.ready = self.ready, []
-        for chunk in _chunks(ready + rows, self.batch_rows):
+        for chunk in batches(ready + rows, self.batch_rows):
             results += self._write(chunk)
         return sorted(results, key=lambda result: result.line)
 
@@ -814,11 +729,11 @@ class CustomerImport:
         results: list[RowResult] = []
         while self.ready:
             ready, self.ready = self.ready, []
-            for chunk in _chunks(ready, self.batch_rows):
+            for chunk in batches(ready, self.batch_rows):
                 results += self._write(chunk)
         leftovers = {row.external_id: row for rows in self.waiting.values() for row in rows}
         self.waiting, self.waiting_rows = {}, 0
-        for chunk in _chunks(leftovers.values(), self.batch_rows):
+        for chunk in batches(leftovers.values(), self.batch_rows):
             results += self._never_referred(chunk, leftovers)
         return sorted(results, key=lambda result: result.line)
 
@@ -987,11 +902,11 @@ def customers_import(
             cursor.execute(_SEEN_CREATE)
         try:
             try:
-                batches = (
+                cleaned = (
                     rows_clean(source.layout, records, consented_at=importer.started_at)
-                    for records in _chunks(source.records(), importer.batch_rows)
+                    for records in batches(source.records(), importer.batch_rows)
                 )
-                for rows, failed in _in_background(batches):
+                for rows, failed in _in_background(cleaned):
                     yield from importer.batch(rows, failed)
                     # The import grows the tables faster than autovacuum analyzes them: the other
                     # services' statements (welcome bonus, journeys) plan with fresh statistics.

@@ -2,13 +2,15 @@
 
 The rules are those of ``purchase_record`` (same validation, same idempotency by content digest)
 and on PostgreSQL so are the statements (``purchase_sets``): one INSERT for the purchases, one for
-their items, one UPDATE each for carts and stats, the loyalty and attribution statements, for any
-number of purchases. Every item is validated before anything is written, so an invalid item
+their items, one UPDATE for the carts, the loyalty and attribution statements and one UPDATE of
+the buyers' rows (stats, points and tier together), for any number of purchases; unknown customers
+are created with one INSERT ... SELECT. Every item is validated before anything is written, so an invalid item
 (a lone surrogate in a name, a date in 2199) creates nothing, not even its customer. On anything
 unexpected at insert the batch falls back to ``purchase_record`` per item, each in a savepoint of
 its own, so a bad item still fails only itself.
 """
 
+import datetime as dt
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +20,9 @@ from django.utils import timezone
 
 from customers.models import Customer, Purchase
 from customers.services import validation as v
-from customers.services.loyalty import points_welcome_for_customers
+from customers.services.loyalty import loyalty_program_get
+from customers.services.loyalty.earning import points_welcome_for_created, welcome_points
+from customers.services.loyalty.ledger import sql_array
 from customers.services.purchase_sets import purchases_apply, purchases_insert
 from customers.services.purchases import PurchaseInput, purchase_record
 from retention_crm.errors import ApplicationError, Conflict
@@ -57,8 +61,9 @@ def _conflict(external_id: str) -> Conflict:
     )
 
 
-def purchases_record_bulk(*, raw_purchases: list[Any]) -> list[BulkResult]:
-    """Record up to 1,000 purchases; one result per item, in request order.
+def purchases_record_bulk(*, raw_purchases: list[Any], max_purchases: int = MAX_BULK_PURCHASES) -> list[BulkResult]:
+    """Record up to ``max_purchases`` purchases (the API's 1,000 by default; the CSV import sends
+    larger batches, which cost fewer statements per order); one result per item, in request order.
 
     An item is ``created``, ``exists`` (the same content was stored before, or earlier in this
     batch) or ``error`` (invalid, or its external_id is taken by other content). A bad item
@@ -71,8 +76,8 @@ def purchases_record_bulk(*, raw_purchases: list[Any]) -> list[BulkResult]:
     """
     if not isinstance(raw_purchases, list):
         raise v.invalid("purchases", "must be a list")
-    if len(raw_purchases) > MAX_BULK_PURCHASES:
-        raise v.invalid("purchases", f"at most {MAX_BULK_PURCHASES} purchases per request")
+    if len(raw_purchases) > max_purchases:
+        raise v.invalid("purchases", f"at most {max_purchases} purchases per request")
 
     results: list[BulkResult | None] = [None] * len(raw_purchases)
     first_seen: dict[str, tuple[int, str]] = {}  # external_id -> (index, digest) of its first valid item
@@ -141,11 +146,40 @@ def _customers_ensure(names: list[str]) -> dict[str, int]:
     unknown = [name for name in names if name not in known]
     if not unknown:
         return known  # the usual case once a shop is running: one lookup, nothing to create
-    Customer.objects.bulk_create([Customer(external_id=name) for name in unknown], ignore_conflicts=True)
-    ids = dict(Customer.objects.filter(external_id__any=names).values_list("external_id", "pk"))
-    # A name another request created meanwhile is credited once: the bonus's key is per customer.
-    points_welcome_for_customers(customer_ids=[ids[name] for name in unknown])
-    return ids
+    now = timezone.now()
+    program = loyalty_program_get()
+    created = _customers_create(unknown, now=now, points_balance=welcome_points(program))
+    # A name another request created meanwhile is not in ``created``: it got its bonus there.
+    points_welcome_for_created(customer_ids=list(created.values()), now=now, program=program)
+    known.update(created)
+    if len(known) < len(names):
+        known.update(Customer.objects.filter(external_id__any=unknown).values_list("external_id", "pk"))
+    return known
+
+
+def _new_customer_columns(*, now: dt.datetime, points_balance: int) -> dict[str, Any]:
+    """A new customer's columns besides its external_id: the model's defaults (Django's, not the
+    database's), prepared for the database once, as Django would for each instance."""
+    template = Customer(external_id="-", created_at=now, updated_at=now, points_balance=points_balance)
+    return {
+        field.column: field.get_db_prep_save(field.pre_save(template, add=True), connection)
+        for field in Customer._meta.concrete_fields
+        if not field.primary_key and not field.generated and field.name != "external_id"
+    }
+
+
+def _customers_create(names: list[str], *, now: dt.datetime, points_balance: int) -> dict[str, int]:
+    """Insert customers by external id with the model's defaults, in one INSERT ... SELECT; returns
+    those this statement created (a name a concurrent request created is skipped)."""
+    columns = _new_customer_columns(now=now, points_balance=points_balance)
+    sql = (
+        f"INSERT INTO customers_customer (external_id, {', '.join(columns)}) "
+        f"SELECT name, {', '.join(['%s'] * len(columns))} FROM unnest(%s::varchar[]) AS name "
+        "ON CONFLICT (external_id) DO NOTHING RETURNING external_id, id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*columns.values(), sql_array(names)])
+        return dict(cursor.fetchall())
 
 
 def _insert_one_by_one(

@@ -3,11 +3,13 @@ services share, so one order and a thousand go through the same few statements.
 
 ``purchases_insert`` writes the purchases (resolving the carts they name) and their items (adding
 products seen for the first time); ``purchases_apply`` then, under the customers' locks, converts
-carts, adds to the stats, runs loyalty and attributes the completed ones to campaigns. The caller
+carts, runs loyalty, writes each buyer's row once (stats, points, tier) and attributes the
+completed ones to campaigns. Array parameters go as one text each (``sql_array``). The caller
 validates, makes sure the customers exist and holds the transaction.
 """
 
 import datetime as dt
+from decimal import Decimal
 from typing import TYPE_CHECKING, NamedTuple
 
 from django.db import connection
@@ -15,8 +17,14 @@ from django.db import connection
 from campaigns.attribution import purchases_attribute  # campaigns: attribution hook
 from campaigns.exits import entries_exit_on_purchase  # campaigns: journeys end on a purchase
 from customers.models import CartStatus, PurchaseStatus
-from customers.services.customers import customer_stats_add_purchases
-from customers.services.loyalty import customers_lock, loyalty_after_purchases
+from customers.services.loyalty.earning import (
+    BuyerMoves,
+    NewPurchase,
+    buyers_lock,
+    loyalty_for_new_purchases,
+    referrals_for_new_purchases,
+)
+from customers.services.loyalty.ledger import sql_array
 
 if TYPE_CHECKING:  # the purchase services import this module
     from customers.services.purchases import PurchaseInput
@@ -40,7 +48,7 @@ _INSERT_PURCHASES = """
     ) AS line(external_id, customer_id, placed_at, total, currency, status, cart_external_id, points_redeemed,
               content_digest)
     ON CONFLICT (external_id) DO NOTHING
-    RETURNING id, external_id, cart_id, created_at
+    RETURNING id, external_id, cart_id
 """
 
 # The items, and a catalogue entry for each SKU seen for the first time (known ones untouched).
@@ -90,19 +98,19 @@ def purchases_insert(
             _INSERT_PURCHASES,
             {
                 "now": now,
-                "external_id": [item.external_id for item, _ in batch],
-                "customer": [customer_ids[item.customer] for item, _ in batch],
-                "placed_at": [item.placed_at for item, _ in batch],
-                "total": [item.total for item, _ in batch],
-                "currency": [item.currency for item, _ in batch],
-                "status": [item.status for item, _ in batch],
-                "cart": [item.cart_id for item, _ in batch],
-                "points": [item.points_redeemed for item, _ in batch],
-                "digest": [digest for _, digest in batch],
+                "external_id": sql_array(item.external_id for item, _ in batch),
+                "customer": sql_array(customer_ids[item.customer] for item, _ in batch),
+                "placed_at": sql_array(item.placed_at for item, _ in batch),
+                "total": sql_array(item.total for item, _ in batch),
+                "currency": sql_array(item.currency for item, _ in batch),
+                "status": sql_array(item.status for item, _ in batch),
+                "cart": sql_array(item.cart_id for item, _ in batch),
+                "points": sql_array(item.points_redeemed for item, _ in batch),
+                "digest": sql_array(digest for _, digest in batch),
             },
         )
         rows = cursor.fetchall()
-    inserted = {external_id: Inserted(pk, cart_id, created) for pk, external_id, cart_id, created in rows}
+    inserted = {external_id: Inserted(pk, cart_id, now) for pk, external_id, cart_id in rows}
     lines = [
         (inserted[item.external_id].id, line)
         for item, _ in batch
@@ -114,15 +122,69 @@ def purchases_insert(
             cursor.execute(
                 _INSERT_ITEMS,
                 {
-                    "purchase": [purchase_id for purchase_id, _ in lines],
-                    "sku": [line.sku for _, line in lines],
-                    "name": [line.name for _, line in lines],
-                    "category": [line.category for _, line in lines],
-                    "quantity": [line.quantity for _, line in lines],
-                    "unit_price": [line.unit_price for _, line in lines],
+                    "purchase": sql_array(purchase_id for purchase_id, _ in lines),
+                    "sku": sql_array(line.sku for _, line in lines),
+                    "name": sql_array(line.name for _, line in lines),
+                    "category": sql_array(line.category for _, line in lines),
+                    "quantity": sql_array(line.quantity for _, line in lines),
+                    "unit_price": sql_array(line.unit_price for _, line in lines),
                 },
             )
     return inserted
+
+
+# Each buyer's row is written once per batch: its purchase stats, the points loyalty credited and its
+# new tier together (a row written three times writes its ten index entries three times). The
+# caller holds the customers' locks, so adding is exact and far cheaper than re-aggregating.
+_MOVE_BUYERS = """
+    UPDATE customers_customer AS customer SET
+        orders_count = customer.orders_count + moved.orders,
+        total_spent = customer.total_spent + moved.spent,
+        first_purchase_at = LEAST(customer.first_purchase_at, moved.first_at),
+        last_purchase_at = GREATEST(customer.last_purchase_at, moved.last_at),
+        points_balance = customer.points_balance + moved.points,
+        tier = COALESCE(moved.tier, customer.tier)
+    FROM unnest(%s::bigint[], %s::integer[], %s::numeric[], %s::timestamptz[], %s::timestamptz[], %s::bigint[],
+                %s::varchar[]) AS moved(customer_id, orders, spent, first_at, last_at, points, tier)
+    WHERE customer.id = moved.customer_id
+"""
+
+
+class _BuyerStats:
+    __slots__ = ("first_at", "last_at", "orders", "spent")
+
+    def __init__(self) -> None:
+        self.orders, self.spent = 0, Decimal(0)
+        self.first_at: dt.datetime | None = None
+        self.last_at: dt.datetime | None = None
+
+    def add(self, total: Decimal, placed_at: dt.datetime) -> None:
+        self.orders += 1
+        self.spent += total
+        self.first_at = placed_at if self.first_at is None else min(self.first_at, placed_at)
+        self.last_at = placed_at if self.last_at is None else max(self.last_at, placed_at)
+
+
+def _buyers_move(stats: dict[int, _BuyerStats], moves: BuyerMoves) -> None:
+    """One UPDATE for every buyer whose row changes (see _MOVE_BUYERS)."""
+    changed = sorted(set(stats) | set(moves.points) | set(moves.tiers))
+    if not changed:
+        return
+    empty = _BuyerStats()
+    rows = [(pk, stats.get(pk, empty)) for pk in changed]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _MOVE_BUYERS,
+            [
+                sql_array(changed),
+                sql_array(row.orders for _, row in rows),
+                sql_array(row.spent for _, row in rows),
+                sql_array(row.first_at for _, row in rows),
+                sql_array(row.last_at for _, row in rows),
+                sql_array(moves.points.get(pk, 0) for pk in changed),
+                sql_array(moves.tiers.get(pk) for pk in changed),
+            ],
+        )
 
 
 def purchases_apply(
@@ -131,13 +193,11 @@ def purchases_apply(
     customer_ids: dict[str, int],
     *,
     now: dt.datetime,
-    buyers_locked: bool = False,
 ) -> None:
     """Carts, stats, loyalty and attribution for the purchases just inserted, under the customers'
-    locks (taken here in id order, unless the caller holds them: ``buyers_locked``)."""
+    locks (taken here in id order; a caller holding some already takes them again at no cost)."""
     new = [item for item in purchases if item.external_id in inserted]
-    buyers = sorted({customer_ids[item.customer] for item in new})
-    if not buyers:
+    if not new:
         return
     completed = [item for item in new if item.status == PurchaseStatus.COMPLETED]
     # Campaigns (SPEC §4 attribution): the completed purchases, in one statement. It writes no
@@ -145,31 +205,37 @@ def purchases_apply(
     purchases_attribute(purchase_ids=[inserted[item.external_id].id for item in completed])
     # Journeys (SPEC §4.1 goal exit): entries of these buyers end in the same transaction.
     entries_exit_on_purchase(purchase_ids=[inserted[item.external_id].id for item in completed])
-    if not buyers_locked:
-        # One lock pass in a fixed order: concurrent batches touching the same customers queue up here.
-        customers_lock(buyers)
-    latest: dict[int, dt.datetime] = {}
+    # One lock pass in a fixed order: concurrent batches touching the same customers queue up here.
+    buyers = buyers_lock([customer_ids[item.customer] for item in new])
+    stats: dict[int, _BuyerStats] = {}
     for item in completed:
-        customer_id = customer_ids[item.customer]
-        latest[customer_id] = max(latest.get(customer_id, item.placed_at), item.placed_at)
-    if latest:
+        stats.setdefault(customer_ids[item.customer], _BuyerStats()).add(item.total, item.placed_at)
+    if stats:
         with connection.cursor() as cursor:
             cursor.execute(
                 _CONVERT_CARTS,
                 [
                     CartStatus.CONVERTED,
                     now,
-                    list(latest),
-                    list(latest.values()),
+                    sql_array(stats),
+                    sql_array(row.last_at for row in stats.values()),
                     CartStatus.OPEN,
                     CartStatus.ABANDONED,
                     [item.cart_id for item in completed if item.cart_id],
                 ],
             )
-    customer_stats_add_purchases(
-        purchases=[(customer_ids[item.customer], item.total, item.placed_at) for item in completed]
-    )
-    # Loyalty (SPEC §3): tiers, points earned and referral bonuses, for the whole batch.
-    loyalty_after_purchases(
-        purchase_ids=[inserted[item.external_id].id for item in new], now=now, locked_buyer_ids=buyers
-    )
+    # Loyalty (SPEC §3): tiers and points earned for the whole batch, then each buyer's row once.
+    bought = [
+        NewPurchase(
+            inserted[item.external_id].id,
+            customer_ids[item.customer],
+            item.total,
+            item.placed_at,
+            item.status == PurchaseStatus.COMPLETED,
+        )
+        for item in new
+    ]
+    moves = loyalty_for_new_purchases(purchases=bought, buyers=buyers, now=now)
+    _buyers_move(stats, moves)
+    # Referral bonuses go to the referrers, after the buyers' rows have moved (a referrer may be one).
+    referrals_for_new_purchases(purchases=bought, buyers=buyers, now=now)

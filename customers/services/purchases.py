@@ -173,7 +173,7 @@ def purchase_record(*, data: PurchaseInput) -> tuple[Purchase, bool]:
     inserted = purchases_insert([(data, digest)], customer_ids, now=now)
     if data.external_id not in inserted:
         return _existing_or_conflict(data, digest), False
-    purchases_apply([data], inserted, customer_ids, now=now, buyers_locked=True)
+    purchases_apply([data], inserted, customer_ids, now=now)
     row = inserted[data.external_id]
     purchase = Purchase(
         id=row.id, customer=customer, cart_id=row.cart_id, created_at=row.created_at, **_stored_fields(data, digest)

@@ -10,6 +10,7 @@ from django.db import DatabaseError, connection
 
 from customers.models import Cart, Customer, PointsEntry, Purchase, PurchaseItem
 from customers.services import bulk, cart_upsert, purchases_record_bulk
+from retention_crm.errors import ApplicationError
 from tests.loyalty_support import assert_ledger_consistent
 
 pytestmark = pytest.mark.django_db
@@ -162,3 +163,71 @@ def test_bulk_and_single_records_leave_the_same_loyalty_state():
 
     assert state("single-") == state("bulk-")
     assert any(balance > 0 for balance, _, _ in state("bulk-").values())
+
+
+def test_a_batch_writes_each_buyers_row_once():
+    """Stats, points and tier go into one UPDATE of the buyers' rows per batch, not one each."""
+    from django.test.utils import CaptureQueriesContext
+
+    purchases_record_bulk(raw_purchases=[order(0, "known-a"), order(1, "known-b")])  # the buyers exist
+    batch = [order(n, f"known-{'ab'[n % 2]}", total="2500.00") for n in range(2, 12)]  # lifts both to gold
+    with CaptureQueriesContext(connection) as queries:
+        purchases_record_bulk(raw_purchases=batch)
+
+    updates = [q["sql"] for q in queries if q["sql"].lstrip().upper().startswith("UPDATE CUSTOMERS_CUSTOMER")]
+    assert len(updates) == 1
+    for name in ("known-a", "known-b"):
+        customer = Customer.objects.get(external_id=name)
+        assert customer.tier == "gold"
+        assert customer.tier_changes.count() == 1
+        assert_ledger_consistent(name)
+    assert_stats_match_purchases()
+
+
+def test_new_customers_get_the_models_defaults_and_their_welcome_bonus():
+    from customers.services.loyalty import loyalty_program_get
+
+    purchases_record_bulk(raw_purchases=[order(n, f"new-{n}", status="refunded") for n in range(3)])
+
+    bonus = loyalty_program_get().welcome_bonus
+    assert bonus > 0
+    made_by_django = Customer.objects.create(external_id="reference")
+    for customer in Customer.objects.filter(external_id__startswith="new-"):
+        assert customer.points_balance == bonus
+        assert list(PointsEntry.objects.filter(customer=customer).values_list("kind", "points", "balance_after")) == [
+            ("bonus", bonus, bonus)
+        ]
+        for name in ("email", "phone", "timezone", "tags", "attributes", "tier", "orders_count", "total_spent"):
+            assert getattr(customer, name) == getattr(made_by_django, name), name
+        assert abs(customer.created_at - made_by_django.created_at) < dt.timedelta(minutes=1)
+        assert_ledger_consistent(customer.external_id)
+
+
+def test_values_with_quotes_backslashes_and_braces_survive_the_batch_statements():
+    awkward = 'a "quoted" \\ back, {brace} NULL'
+    results = purchases_record_bulk(
+        raw_purchases=[
+            order(
+                1,
+                'cust "x" \\ {y}',
+                external_id='o,{1}"\\',
+                items=[{"sku": "S,1", "name": awkward, "category": "NULL", "quantity": 1, "unit_price": "1.00"}],
+            )
+        ]
+    )
+
+    assert [r.status for r in results] == ["created"]
+    purchase = Purchase.objects.get(external_id='o,{1}"\\')
+    assert purchase.customer.external_id == 'cust "x" \\ {y}'
+    assert list(purchase.items.values_list("sku", "name", "category")) == [("S,1", awkward, "NULL")]
+
+
+def test_the_import_may_send_larger_batches_than_the_api_allows():
+    batch = [order(n, f"c-{n % 7}") for n in range(bulk.MAX_BULK_PURCHASES + 1)]
+    with pytest.raises(ApplicationError, match="at most 1000 purchases"):
+        purchases_record_bulk(raw_purchases=batch)
+
+    results = purchases_record_bulk(raw_purchases=batch, max_purchases=len(batch))
+
+    assert [r.status for r in results] == ["created"] * len(batch)
+    assert_stats_match_purchases()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from campaigns.models import Attribution
@@ -578,8 +578,8 @@ def test_a_file_of_many_batches_reports_lines_across_them(tmp_path, shop):
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [
-        ("--batch-size", "0", "--batch-size must be between 1 and 1000"),
-        ("--batch-size", "1001", "--batch-size must be between 1 and 1000"),
+        ("--batch-size", "0", "--batch-size must be between 1 and 20,000"),
+        ("--batch-size", "20001", "--batch-size must be between 1 and 20,000"),
         ("--jobs", "0", "--jobs must be between 1 and 8"),
         ("--progress-every", "0", "--progress-every must be a positive number"),
     ],
@@ -592,13 +592,16 @@ def test_out_of_range_options_are_refused(tmp_path, option, value, message):
     assert not Purchase.objects.exists()
 
 
-def test_without_a_writable_temporary_directory_the_command_says_so(tmp_path, monkeypatch):
+def test_the_order_ids_read_so_far_go_to_the_database_not_to_a_temporary_file(tmp_path, monkeypatch):
     path = write(tmp_path, ITEM_HEADER, *GOOD_ROWS)
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))  # no temporary directory to write to
 
-    with pytest.raises(CommandError, match=r"no temporary file for the order ids .* set TMPDIR"):
-        run(path)
-    assert not Purchase.objects.exists()
+    run(path)
+
+    assert Purchase.objects.count() == 3
+    with connection.cursor() as cursor:  # the session's table of ids is gone with the import
+        cursor.execute("SELECT to_regclass('pg_temp.purchase_import_seen')")
+        assert cursor.fetchone()[0] is None
 
 
 # --- Progress ------------------------------------------------------------------------------------

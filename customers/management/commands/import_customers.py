@@ -10,13 +10,21 @@ See docs/IMPORT.md.
 import logging
 from collections import Counter
 from contextlib import ExitStack, closing
-from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import DatabaseError
 
-from customers.csv_import import CsvImportError, RowError, delimiter_parse
+from customers.csv_common import (
+    CsvImportError,
+    ErrorReport,
+    Outcome,
+    Wording,
+    command_finish,
+    delimiter_parse,
+    errors_csv_open,
+    progress_stream,
+)
 from customers.customer_import import (
     BATCH_ROWS,
     ERROR,
@@ -28,19 +36,17 @@ from customers.customer_import import (
     fields_described,
     mapping_parse,
 )
-from customers.management.commands.import_purchases import ErrorReport, progress_stream
 from retention_crm.progress import LINE_EVERY_SECONDS, progress_report
 
 logger = logging.getLogger(__name__)
 
 
-def error_line(error: RowError) -> str:
-    """``line 4: customer c-9: newsletter (consent.email): must be true, ...``: the column as the file names it."""
-    where = error.column or error.field
-    if error.column and error.field and error.column != error.field:
-        where = f"{error.column} ({error.field})"
-    customer = error.external_id or "(no external_id)"
-    return f"line {error.line}: customer {customer}: " + (f"{where}: " if where else "") + error.message
+WORDING = Wording(
+    record="customer",
+    counted="row",
+    stopped="stopped at",
+    rerun_hint="fix the cause and run it again: imported customers count as unchanged",
+)
 
 
 class Command(BaseCommand):
@@ -102,32 +108,24 @@ class Command(BaseCommand):
 
         with ExitStack() as stack:
             stack.enter_context(source)
-            report = ErrorReport(self._errors_csv_open(stack, options["errors_csv"], source.path))
+            report = ErrorReport(errors_csv_open(stack, options["errors_csv"], source.path))
             tally, stopped = self._import(source, report, options)
 
-        self._print_report(report)
-        dry_run = "dry run, nothing written: " if options["dry_run"] else ""
-        summary = dry_run + ", ".join(
-            f"{status if status != ERROR else 'errors'} {tally[status]}" for status in STATUSES
+        command_finish(
+            self,
+            report,
+            Outcome(
+                summary=", ".join(f"{status if status != ERROR else 'errors'} {tally[status]}" for status in STATUSES),
+                failed=tally[ERROR],
+                stopped=stopped,
+            ),
+            dry_run=options["dry_run"],
+            wording=WORDING,
+            event="customers.imported",
+            # "created" is a LogRecord attribute already, hence the prefix.
+            log_extra={"file": source.path.name, **{f"customers_{status}": tally[status] for status in STATUSES}},
+            logger=logger,
         )
-        self.stdout.write(self.style.ERROR(summary) if tally[ERROR] or stopped else self.style.SUCCESS(summary))
-        logger.info(
-            "customers.imported",
-            extra={
-                "file": source.path.name,
-                "dry_run": options["dry_run"],
-                # "created" is a LogRecord attribute already, hence the prefix.
-                **{f"customers_{status}": tally[status] for status in STATUSES},
-            },
-        )
-        if stopped is not None:
-            verb = "checked" if options["dry_run"] else "imported"
-            raise CommandError(
-                f"stopped at {stopped}; only the rows counted above were {verb} "
-                "(fix the cause and run it again: imported customers count as unchanged)"
-            )
-        if tally[ERROR]:
-            raise CommandError(f"{tally[ERROR]} row(s) failed; see the error report above")
 
     def _import(
         self, source: CustomerCsv, report: ErrorReport, options: dict[str, Any]
@@ -162,24 +160,3 @@ class Command(BaseCommand):
                 detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
                 return tally, CsvImportError(f"a database error ({detail})")
         return tally, None
-
-    def _errors_csv_open(self, stack: ExitStack, path_text: str | None, source_path: Path) -> TextIO | None:
-        if not path_text:
-            return None
-        path = Path(path_text)
-        if path.resolve() == source_path.resolve():
-            raise CommandError("--errors-csv must not be the file being imported")
-        try:
-            return stack.enter_context(path.open("w", encoding="utf-8", newline=""))
-        except OSError as exc:
-            raise CommandError(f"--errors-csv {path}: {exc.strerror}") from None
-
-    def _print_report(self, report: ErrorReport) -> None:
-        if not report.count:
-            return
-        self.stdout.write(f"Errors ({report.count}):")
-        for error in report.kept:
-            self.stdout.write(f"  {error_line(error)}")
-        if report.count > len(report.kept):
-            more = report.count - len(report.kept)
-            self.stdout.write(f"  ... and {more} more; --errors-csv PATH writes them all")

@@ -4,6 +4,8 @@ one is refunded or cancelled (return redeemed points, take back earned ones)."""
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import Decimal
+from typing import NamedTuple
 
 from django.db import connection
 from django.db.models import Q, Sum
@@ -14,12 +16,14 @@ from customers.services.loyalty.ledger import (
     Credit,
     Debit,
     credits_append,
+    credits_insert_fresh,
     credits_write,
     customers_lock,
     debit_write,
+    sql_array,
 )
 from customers.services.loyalty.program import WELCOME_MAX_SIGNUP_AGE, Program, loyalty_program_get
-from customers.services.loyalty.tiers import tiers_apply, tiers_recompute_for_customers
+from customers.services.loyalty.tiers import tiers_apply, tiers_recompute_for_customers, trailing_spends
 
 # --- Earning and the purchase hooks ---------------------------------------------------------------
 
@@ -121,17 +125,32 @@ def _welcome_credits(customer_ids: Iterable[int], *, now: dt.datetime, program: 
     # scanning every recent customer when only these few ids are wanted.
     signed_up = Customer.objects.filter(pk__any=ids, erased_at__isnull=True).values_list("pk", "created_at")
     eligible = [pk for pk, created_at in signed_up if created_at >= now - WELCOME_MAX_SIGNUP_AGE]
-    return [
-        Credit(
-            customer_id=pk,
-            kind=PointsKind.BONUS,
-            points=program.welcome_bonus,
-            key=f"bonus:welcome:{pk}",
-            expires_at=program.expires_at(now),
-            reason="Welcome bonus",
-        )
-        for pk in eligible
-    ]
+    return [_welcome_credit(pk, now=now, program=program) for pk in eligible]
+
+
+def _welcome_credit(customer_id: int, *, now: dt.datetime, program: Program) -> Credit:
+    return Credit(
+        customer_id=customer_id,
+        kind=PointsKind.BONUS,
+        points=program.welcome_bonus,
+        key=f"bonus:welcome:{customer_id}",
+        expires_at=program.expires_at(now),
+        reason="Welcome bonus",
+    )
+
+
+def points_welcome_for_created(*, customer_ids: list[int], now: dt.datetime, program: Program) -> int:
+    """The welcome bonus of customers this transaction has just created, signing up ``now``, with
+    their ``points_balance`` already set to ``welcome_points(program)`` by that insert: only the
+    ledger's entries are written, so each new row is written once (the bulk ingest's customers)."""
+    credits = [_welcome_credit(pk, now=now, program=program) for pk in customer_ids]
+    gained = credits_insert_fresh(credits, balances=dict.fromkeys(customer_ids, 0), at=now)
+    return sum(gained.values())
+
+
+def welcome_points(program: Program) -> int:
+    """The points balance a customer created now starts with: the welcome bonus."""
+    return program.welcome_bonus
 
 
 _LOCK_BUYERS = """
@@ -187,6 +206,111 @@ def loyalty_after_purchases(
         bonuses=sum(entry.credit.points for entry in written if entry.credit.kind == PointsKind.BONUS),
         tier_changes=moved,
     )
+
+
+class NewPurchase(NamedTuple):
+    """A purchase this transaction has just inserted, as loyalty needs it."""
+
+    id: int
+    customer_id: int
+    total: Decimal
+    placed_at: dt.datetime
+    completed: bool
+
+
+@dataclass(frozen=True)
+class BuyerMoves:
+    """What loyalty changes on the buyers' rows, for the caller to write in its one update."""
+
+    points: dict[int, int]  # customer id -> points gained
+    tiers: dict[int, str]  # customer id -> new tier, for the customers that move
+    tier_changes: int
+
+
+_LOCK_BUYER_ROWS = """
+    SELECT customer.id, customer.points_balance,
+           customer.referred_by_id IS NOT NULL AND referrer.erased_at IS NULL
+    FROM customers_customer customer
+    LEFT JOIN customers_customer referrer ON referrer.id = customer.referred_by_id
+    WHERE customer.id = ANY(%s) ORDER BY customer.id FOR NO KEY UPDATE OF customer
+"""
+
+
+def buyers_lock(customer_ids: list[int]) -> dict[int, tuple[int, bool]]:
+    """Lock the buyers' rows in id order (as customers_lock does); id -> (points balance, whether
+    they were referred by a customer who is not erased)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_LOCK_BUYER_ROWS, [sql_array(sorted(set(customer_ids)))])
+        return {pk: (balance, referred) for pk, balance, referred in cursor.fetchall()}
+
+
+def loyalty_for_new_purchases(
+    *, purchases: list[NewPurchase], buyers: dict[int, tuple[int, bool]], now: dt.datetime
+) -> BuyerMoves:
+    """loyalty_after_purchases for purchases this transaction has just inserted, whose buyers the
+    caller has locked (``buyers``, from buyers_lock): the same tiers, points and referral bonuses,
+    but the buyers' rows are not written here. The tier history and the ledger entries are; the
+    points gained and the new tiers come back for the caller's one update of each buyer's row
+    (with its purchase stats), instead of one update each for stats, balance and tier.
+
+    An earn entry's key names its purchase, new in this transaction, so it cannot exist yet; a
+    referral bonus goes to another customer and is written by ``referrals_for_new_purchases``
+    once the buyers' rows are moved."""
+    program = loyalty_program_get()
+    current: dict[int, str] = {}  # each buyer's tier once this batch counts
+    history = []
+    for pk, old, spent in trailing_spends(sorted(buyers), now=now):
+        current[pk] = program.tier_for_spend(spent).code
+        if current[pk] != old:
+            history.append(
+                TierChange(
+                    customer_id=pk,
+                    from_tier=old,
+                    to_tier=current[pk],
+                    trailing_spend=spent or 0,
+                    cause=TierChange.Cause.PURCHASE,
+                    changed_at=now,
+                )
+            )
+    if history:
+        TierChange.objects.bulk_create(history)
+    earned = []
+    if program.earn_rate:
+        # The multiplier is the tier this purchase lifts the customer into (as tiers go first in
+        # loyalty_after_purchases).
+        for purchase in sorted(purchases, key=lambda purchase: purchase.id):
+            expires_at = program.expires_at(purchase.placed_at)
+            if purchase.completed and (expires_at is None or expires_at > now):
+                earned.append(
+                    Credit(
+                        customer_id=purchase.customer_id,
+                        kind=PointsKind.EARN,
+                        points=program.points_for(purchase.total, program.multiplier(current[purchase.customer_id])),
+                        key=earn_key(purchase.id),
+                        expires_at=expires_at,
+                        purchase_id=purchase.id,
+                    )
+                )
+    gained = credits_insert_fresh(earned, balances={pk: balance for pk, (balance, _) in buyers.items()}, at=now)
+    moved = {change.customer_id: change.to_tier for change in history}
+    return BuyerMoves(points=gained, tiers=moved, tier_changes=len(history))
+
+
+def referrals_for_new_purchases(
+    *, purchases: list[NewPurchase], buyers: dict[int, tuple[int, bool]], now: dt.datetime
+) -> int:
+    """The referral bonuses released by the first completed purchases of referred buyers among
+    these (see loyalty_for_new_purchases); returns the points credited. Runs a query only when a
+    buyer was referred."""
+    referred = [p.id for p in purchases if p.completed and buyers[p.customer_id][1]]
+    program = loyalty_program_get()
+    if not referred or not program.referral_bonus:
+        return 0
+    credits = [
+        credit for credit in _purchase_credits(referred, now=now, program=program) if credit.kind == PointsKind.BONUS
+    ]
+    written = credits_append(credits, at=now, locked=buyers)
+    return sum(entry.credit.points for entry in written)
 
 
 def reversal_key(purchase_id: int) -> str:

@@ -11,6 +11,24 @@ from django.db import connection
 from customers.models import Customer, PointsEntry
 from retention_crm.errors import ApplicationError
 
+
+def sql_array(values: Iterable[Any]) -> str:
+    """``values`` as the text of a PostgreSQL array, to bind as one parameter cast to the array's
+    type (``%s::bigint[]``). A batch's statements bind columns of thousands of values: psycopg
+    dumps a list element by element in Python (a datetime ten times slower than a string), this
+    joins the text in one pass, about five times faster. None is NULL; datetimes go as ISO 8601."""
+    parts = []
+    for value in values:
+        if value is None:
+            parts.append("NULL")
+            continue
+        text = value if type(value) is str else value.isoformat() if isinstance(value, dt.datetime) else str(value)
+        if "\\" in text or '"' in text:
+            text = text.replace("\\", "\\\\").replace('"', '\\"')
+        parts.append(f'"{text}"')
+    return "{" + ",".join(parts) + "}"
+
+
 # --- Ledger primitives -----------------------------------------------------------------------------
 
 
@@ -148,6 +166,56 @@ def _credits_append_set_based(credits: list[Credit], *, at: dt.datetime) -> list
             entry_id, balance_after = written.pop(credit.key)  # pop: a repeated key is written once
             appended.append(Written(credit, entry_id, balance_after))
     return appended
+
+
+# Lots whose keys are new by construction (they name rows created in this transaction), with the
+# balance after each worked out by the caller from the locked balances: no key lookup, no join, and
+# the customers' rows are left to the caller, who moves each balance once with its other changes.
+_INSERT_FRESH_CREDITS = """
+    INSERT INTO customers_pointsentry
+        (customer_id, kind, points, remaining, uncovered, idempotency_key, created_at, expires_at,
+         purchase_id, reason, balance_after, order_id)
+    SELECT credit.customer_id, credit.kind, credit.points, credit.points, 0, credit.idempotency_key, %s,
+           credit.expires_at, credit.purchase_id, credit.reason, credit.balance_after, ''
+    FROM unnest(%s::bigint[], %s::varchar[], %s::bigint[], %s::varchar[], %s::timestamptz[], %s::bigint[],
+                %s::text[], %s::bigint[])
+        AS credit(customer_id, kind, points, idempotency_key, expires_at, purchase_id, reason, balance_after)
+"""
+
+
+def credits_insert_fresh(credits: list[Credit], *, balances: dict[int, int], at: dt.datetime) -> dict[int, int]:
+    """Append credits whose keys cannot exist yet (they name a purchase or a customer created in
+    this transaction), for customers whose rows the caller has locked; ``balances`` are those
+    rows' balances. Returns how many points each customer gained: the caller adds them to
+    ``points_balance`` in the same transaction (the cached balance stays the ledger's sum).
+
+    Related entries and staff authors are not for these credits (they are for corrections)."""
+    credits = [credit for credit in credits if credit.points > 0]
+    if not credits:
+        return {}
+    running = dict(balances)
+    gained: dict[int, int] = {}
+    after = []
+    for credit in credits:
+        running[credit.customer_id] += credit.points
+        gained[credit.customer_id] = gained.get(credit.customer_id, 0) + credit.points
+        after.append(running[credit.customer_id])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _INSERT_FRESH_CREDITS,
+            [
+                at,
+                sql_array(credit.customer_id for credit in credits),
+                sql_array(credit.kind for credit in credits),
+                sql_array(credit.points for credit in credits),
+                sql_array(credit.key for credit in credits),
+                sql_array(credit.expires_at for credit in credits),
+                sql_array(credit.purchase_id for credit in credits),
+                sql_array(credit.reason for credit in credits),
+                sql_array(after),
+            ],
+        )
+    return gained
 
 
 def _entry(credit: Credit, *, at: dt.datetime, entry_id: int | None, balance_after: int) -> PointsEntry:
