@@ -12,6 +12,7 @@ Everything up to the rebuilt indexes is one transaction: a failed load leaves th
 """
 
 import argparse
+import base64
 import datetime as dt
 import hashlib
 import os
@@ -330,7 +331,7 @@ class Generator:
                 status = "completed"
             cents = int(lognormal(ORDER_VALUE_MU, ORDER_VALUE_SIGMA) * 100)
             placed = clock.text(second)
-            digest = sha256(external_id.encode()).hexdigest()
+            digest = base64.urlsafe_b64encode(sha256(external_id.encode()).digest()[:16])[:22].decode()  # as the API's
             yield (
                 f"{number}\t{external_id}\t{placed}\t{cents // 100}.{cents % 100:02d}\t{currency}\t{status}\t\t0\t"
                 f"{digest}\t{placed}\t{changed}\t{position + 1}\n"

@@ -291,6 +291,7 @@ class Purchase(models.Model):
     cart_external_id = models.CharField(max_length=EXTERNAL_ID_MAX_LENGTH, blank=True, default="")
     points_redeemed = models.PositiveIntegerField(default=0)
     # A digest of the content first sent, so a repeat can be told apart from a conflicting one.
+    # 22 characters (PurchaseInput.digest); purchases stored before that keep a 64-character one.
     content_digest = models.CharField(max_length=64, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     status_changed_at = models.DateTimeField(null=True, blank=True)

@@ -105,7 +105,7 @@ def purchases_record_bulk(*, raw_purchases: list[Any], max_purchases: int = MAX_
     for index, item, digest in candidates:
         if item.external_id not in stored:
             new.append((index, item, digest))
-        elif stored[item.external_id] == digest:
+        elif item.same_content(stored[item.external_id]):
             results[index] = BulkResult(item.external_id, "exists")
         else:
             results[index] = _error(raw_purchases[index], _conflict(item.external_id))
@@ -130,7 +130,7 @@ def purchases_record_bulk(*, raw_purchases: list[Any], max_purchases: int = MAX_
         if result is None:
             item, digest = pending[index]
             existing = Purchase.objects.filter(external_id=item.external_id).values_list("content_digest", flat=True)
-            same = existing.first() == digest
+            same = item.same_content(existing.first())
             results[index] = (
                 BulkResult(item.external_id, "exists")
                 if same

@@ -269,3 +269,21 @@ def test_concurrent_purchases_of_one_customer_all_count():
     customer = Customer.objects.get()
     assert (customer.orders_count, customer.total_spent) == (6, Decimal("60.00"))
     assert customer.last_purchase_at == T0 + dt.timedelta(minutes=5)
+
+
+def test_a_purchase_stored_with_the_long_digest_is_still_recognised():
+    """Purchases stored before the 22-character digest keep the 64-character hex of the whole
+    hash: the same content again is that purchase, other content a conflict, by single and bulk."""
+    from customers.services import purchases_record_bulk
+
+    first, _ = record(total="10.00")
+    assert len(first.content_digest) == 22
+    data = PurchaseInput.clean(order(total="10.00"))
+    Purchase.objects.filter(pk=first.pk).update(content_digest=data._content_hash().hex())
+    again, created = record(total="10.00")
+    assert not created and again.pk == first.pk
+    with pytest.raises(Conflict):
+        record(total="10.01")
+    answers = purchases_record_bulk(raw_purchases=[order(total="10.00"), order(total="10.01")])
+    assert [answer.status for answer in answers] == ["exists", "error"]
+    assert Purchase.objects.count() == 1
