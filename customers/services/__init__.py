@@ -9,7 +9,6 @@ from customers.services.customers import (
     customer_erase,
     customer_get,
     customer_get_or_create_locked,
-    customer_stats_add_purchases,
     customer_stats_refresh,
     customer_upsert,
 )
@@ -33,7 +32,6 @@ __all__ = [
     "customer_erase",
     "customer_get",
     "customer_get_or_create_locked",
-    "customer_stats_add_purchases",
     "customer_stats_refresh",
     "customer_upsert",
     "nps_record",

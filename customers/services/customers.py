@@ -8,7 +8,7 @@ from typing import Any
 
 from django.contrib.admin.models import LogEntry
 from django.contrib.contenttypes.models import ContentType
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Count, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -283,35 +283,3 @@ def _admin_log_erase(*, customer: Customer, personal: list[str]) -> None:
         for value in personal:
             quoting |= Q(change_message__icontains=value)
         entries.filter(quoting).update(change_message="")
-
-
-# New completed purchases move each customer's stats by their own figures; the caller holds the
-# customers' row locks, so adding is exact and far cheaper than re-aggregating a long history.
-_ADD_PURCHASES_TO_STATS = """
-    UPDATE customers_customer AS customer SET
-        orders_count = customer.orders_count + added.orders,
-        total_spent = customer.total_spent + added.spent,
-        first_purchase_at = LEAST(customer.first_purchase_at, added.first_at),
-        last_purchase_at = GREATEST(customer.last_purchase_at, added.last_at)
-    FROM (
-        SELECT customer_id, count(*) AS orders, sum(total) AS spent, min(placed_at) AS first_at,
-               max(placed_at) AS last_at
-        FROM unnest(%s::bigint[], %s::numeric[], %s::timestamptz[]) AS p(customer_id, total, placed_at)
-        GROUP BY customer_id
-    ) AS added
-    WHERE customer.id = added.customer_id
-"""
-
-
-def customer_stats_add_purchases(*, purchases: Iterable[tuple[int, Decimal, dt.datetime]]) -> None:
-    """Add new completed purchases, given as (customer_id, total, placed_at), to their customers' stats.
-
-    Only for purchases just inserted in this transaction by a caller holding the customers'
-    locks; any other change (refund, cancel) recomputes with ``customer_stats_refresh``.
-    """
-    rows = list(purchases)
-    if not rows:
-        return
-    customer_ids, totals, placed = (list(column) for column in zip(*rows, strict=True))
-    with connection.cursor() as cursor:
-        cursor.execute(_ADD_PURCHASES_TO_STATS, [customer_ids, totals, placed])
