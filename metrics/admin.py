@@ -12,8 +12,8 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 
 from customers.selectors import customer_ids_with_external_id
-from metrics import board
-from metrics.dashboard import dashboard_build, flow_page_url, flow_section
+from metrics import board, charts
+from metrics.dashboard import dashboard_build, flow_cells_listable, flow_page_url, flow_section
 from metrics.models import CustomerScore, DailySnapshot, Dashboard
 from metrics.periods import parse_period, parse_window
 from metrics.rfm import SEGMENTS
@@ -56,7 +56,11 @@ class DashboardAdmin(ReadOnlyAdmin):
         except ApplicationError as problem:
             error, dates = problem.message, parse_flow_dates(None, None)
         source, target = query.get("from_segment"), query.get("to_segment")
-        if error is None and source in FROM_SEGMENTS and target in SEGMENTS:
+        section = flow_section(dates=dates)
+        listable = flow_cells_listable(dates)
+        if error is None and source in FROM_SEGMENTS and target in SEGMENTS and not listable:
+            cell = {"from_segment": source, "to_segment": target}
+        elif error is None and source in FROM_SEGMENTS and target in SEGMENTS:
             offset = _offset(query.get("offset"))
             cell = {"from_segment": source, "to_segment": target}
             customers = flow_cell_page(
@@ -69,7 +73,8 @@ class DashboardAdmin(ReadOnlyAdmin):
             request,
             "RFM segment flow",
             error=error,
-            section=flow_section(dates=dates),
+            section=section,
+            listable=listable,
             cell=cell,
             customers=customers[: board.PAGE_CUSTOMERS],
             offset=offset,
@@ -88,7 +93,8 @@ class DashboardAdmin(ReadOnlyAdmin):
             dates = parse_flow_dates(request.GET.get("from"), request.GET.get("to"))
         except ApplicationError as problem:
             return HttpResponse(problem.message, status=400, content_type="text/plain; charset=utf-8")
-        chart = flow_section(dates=dates).chart
+        section = flow_section(dates=dates)
+        chart = section.chart if not section.computing else charts.flow_computing()
         return HttpResponse(f'<?xml version="1.0" encoding="utf-8"?>\n{chart}', content_type="image/svg+xml")
 
     def board_view(self, request: HttpRequest) -> TemplateResponse:

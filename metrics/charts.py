@@ -221,3 +221,13 @@ def flow_heatmap(
             parts.append(cell)
     parts.append("</svg>")
     return mark_safe("".join(parts))
+
+
+def flow_computing(*, width: int = 860) -> SafeString:
+    """What the flow's chart shows while a worker scores the two dates."""
+    return mark_safe(
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="60" viewBox="0 0 {width} 60"'
+        ' role="img" aria-label="Segment flow being computed">'
+        '<text x="8" y="34" font-family="sans-serif" font-size="14">'
+        "The segment flow is being computed; reload in a few seconds.</text></svg>"
+    )

@@ -14,8 +14,9 @@ from metrics.cohorts import Cohort, cohort_matrix_from_rollups
 from metrics.jobs import PeriodFigures, dashboard_job_key, figures_load, metrics_job_request, period_figures_compute
 from metrics.models import DailySnapshot, MetricsJob, MetricsJobStatus
 from metrics.periods import DEFAULT_COHORT_MONTHS, Period, add_months, shift_days, store_tz
+from metrics.read_jobs import read_answer
 from metrics.retention import Retention, retention_from_rollups
-from metrics.rfm_flow import FROM_SEGMENTS, FlowDates, SegmentFlow, parse_flow_dates, segment_flow
+from metrics.rfm_flow import FROM_SEGMENTS, FlowDates, SegmentFlow, parse_flow_dates
 from metrics.selectors import snapshot_series, stored_segment_sizes
 from metrics.summary import Summary, summary_from_rollups
 from retention_crm.money import money
@@ -54,6 +55,12 @@ class FlowSection:
     embed: bool = False
     flow: SegmentFlow | None = None
     chart: SafeString | None = None
+    # On a large shop a worker scores the two dates (metrics/read_jobs.py): its job, while it runs.
+    job: MetricsJob | None = None
+
+    @property
+    def computing(self) -> bool:
+        return self.flow is None and self.job is not None
 
     @property
     def query(self) -> str:
@@ -92,9 +99,18 @@ def flow_section_planned() -> FlowSection:
     return FlowSection(dates=dates, embed=_flow_scan_is_small(dates.end))
 
 
+def flow_cells_listable(dates: FlowDates) -> bool:
+    """Whether one cell's customers can be listed during a request (its scoring reads few purchases)."""
+    return _flow_scan_is_small(dates.end)
+
+
 def flow_section(*, dates: FlowDates) -> FlowSection:
-    """The flow for ``dates``, computed, as a heatmap whose cells link to their customers."""
-    flow = segment_flow(start=dates.start, end=dates.end)
+    """The flow for ``dates`` as a heatmap whose cells link to their customers: computed now on a
+    small shop, else by a worker (no flow while its job runs)."""
+    answer = read_answer(read="rfm_flow", start=dates.start, end=dates.end, window_days=0)
+    if answer.body is None:
+        return FlowSection(dates=dates, job=answer.job)
+    flow = SegmentFlow(start=dates.start, end=dates.end, flow=answer.body["flow"])
     chart = charts.flow_heatmap(
         title=f"RFM segment flow, {dates.start:%Y-%m-%d} to {dates.end:%Y-%m-%d}",
         rows=list(FROM_SEGMENTS),
@@ -102,7 +118,7 @@ def flow_section(*, dates: FlowDates) -> FlowSection:
         counts=flow.flow,
         link=lambda source, target: flow_page_url(dates, from_segment=source, to_segment=target),
     )
-    return FlowSection(dates=dates, flow=flow, chart=chart)
+    return FlowSection(dates=dates, flow=flow, chart=chart, job=answer.job)
 
 
 @dataclass(frozen=True)

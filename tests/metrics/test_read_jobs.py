@@ -128,3 +128,30 @@ def test_a_segment_flow_on_a_large_shop_is_computed_by_a_worker(celery_worker, a
     assert first.status_code in (200, 202)
     assert api.get("/api/v1/metrics/rfm/flow").status_code in (200, 202)
     assert MetricsJob.objects.count() in (2, 3)  # the dated flow, and one (or, across a minute, two) undated
+
+
+def test_the_admin_flow_page_on_a_large_shop_waits_for_a_worker(celery_worker, admin_client, monkeypatch):
+    shop()
+    monkeypatch.setattr(jobs, "INLINE_SCAN_PURCHASES", 0)
+    params = {"from": START.date().isoformat(), "to": END.date().isoformat()}
+    with CaptureQueriesContext(connection) as queries:
+        page = admin_client.get("/admin/metrics/dashboard/flow/", params)
+    html = page.content.decode()
+    assert page.status_code == 200 and 'id="flow-computing"' in html and 'http-equiv="refresh"' in html
+    assert_no_history_read(queries, END)
+    chart = admin_client.get("/admin/metrics/dashboard/flow/chart/", params)
+    assert chart.status_code == 200 and b"being computed" in chart.content
+
+    wait_done(read_job_key(read="rfm_flow", start=START, end=END, window_days=0))
+    html = admin_client.get("/admin/metrics/dashboard/flow/", params).content.decode()
+    assert 'id="flow-chart"' in html and 'id="flow-computed-at"' in html and 'http-equiv="refresh"' not in html
+    flow = segment_flow(start=START, end=END)
+    assert f">{flow.flow['none']['New']}<" in html  # the worker's counts, drawn
+
+    # A cell's customers would score every customer twice during the request: the board instead.
+    with CaptureQueriesContext(connection) as queries:
+        cell = admin_client.get(
+            "/admin/metrics/dashboard/flow/", {**params, "from_segment": "none", "to_segment": "New"}
+        ).content.decode()
+    assert 'id="flow-cell-unlisted"' in cell and "/admin/metrics/dashboard/board/?segment=New" in cell
+    assert_no_history_read(queries, END)
