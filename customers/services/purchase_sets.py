@@ -133,56 +133,45 @@ def purchases_insert(
     return inserted
 
 
-# Each buyer's row is written once per batch: its purchase stats, the points loyalty credited and its
-# new tier together (a row written three times writes its ten index entries three times). The
-# caller holds the customers' locks, so adding is exact and far cheaper than re-aggregating.
+# Each buyer's row is written once per batch: its purchase stats (summed here from the batch's
+# completed purchases), the points loyalty credited and its new tier together (a row written three
+# times writes its ten index entries three times). The caller holds the customers' locks, so adding
+# is exact and far cheaper than re-aggregating.
 _MOVE_BUYERS = """
     UPDATE customers_customer AS customer SET
-        orders_count = customer.orders_count + moved.orders,
-        total_spent = customer.total_spent + moved.spent,
-        first_purchase_at = LEAST(customer.first_purchase_at, moved.first_at),
-        last_purchase_at = GREATEST(customer.last_purchase_at, moved.last_at),
+        orders_count = customer.orders_count + coalesce(bought.orders, 0),
+        total_spent = customer.total_spent + coalesce(bought.spent, 0),
+        first_purchase_at = LEAST(customer.first_purchase_at, bought.first_at),
+        last_purchase_at = GREATEST(customer.last_purchase_at, bought.last_at),
         points_balance = customer.points_balance + moved.points,
         tier = COALESCE(moved.tier, customer.tier)
-    FROM unnest(%s::bigint[], %s::integer[], %s::numeric[], %s::timestamptz[], %s::timestamptz[], %s::bigint[],
-                %s::varchar[]) AS moved(customer_id, orders, spent, first_at, last_at, points, tier)
+    FROM unnest(%s::bigint[], %s::bigint[], %s::varchar[]) AS moved(customer_id, points, tier)
+    LEFT JOIN (
+        SELECT customer_id, count(*) AS orders, sum(total) AS spent, min(placed_at) AS first_at,
+               max(placed_at) AS last_at
+        FROM unnest(%s::bigint[], %s::numeric[], %s::timestamptz[]) AS p(customer_id, total, placed_at)
+        GROUP BY customer_id
+    ) AS bought USING (customer_id)
     WHERE customer.id = moved.customer_id
 """
 
 
-class _BuyerStats:
-    __slots__ = ("first_at", "last_at", "orders", "spent")
-
-    def __init__(self) -> None:
-        self.orders, self.spent = 0, Decimal(0)
-        self.first_at: dt.datetime | None = None
-        self.last_at: dt.datetime | None = None
-
-    def add(self, total: Decimal, placed_at: dt.datetime) -> None:
-        self.orders += 1
-        self.spent += total
-        self.first_at = placed_at if self.first_at is None else min(self.first_at, placed_at)
-        self.last_at = placed_at if self.last_at is None else max(self.last_at, placed_at)
-
-
-def _buyers_move(stats: dict[int, _BuyerStats], moves: BuyerMoves) -> None:
-    """One UPDATE for every buyer whose row changes (see _MOVE_BUYERS)."""
-    changed = sorted(set(stats) | set(moves.points) | set(moves.tiers))
+def _buyers_move(completed: list[tuple[int, Decimal, dt.datetime]], moves: BuyerMoves) -> None:
+    """One UPDATE for every buyer whose row changes (see _MOVE_BUYERS); ``completed`` holds the
+    batch's completed purchases as (customer_id, total, placed_at)."""
+    changed = sorted({pk for pk, _, _ in completed} | set(moves.points) | set(moves.tiers))
     if not changed:
         return
-    empty = _BuyerStats()
-    rows = [(pk, stats.get(pk, empty)) for pk in changed]
     with connection.cursor() as cursor:
         cursor.execute(
             _MOVE_BUYERS,
             [
                 sql_array(changed),
-                sql_array(row.orders for _, row in rows),
-                sql_array(row.spent for _, row in rows),
-                sql_array(row.first_at for _, row in rows),
-                sql_array(row.last_at for _, row in rows),
                 sql_array(moves.points.get(pk, 0) for pk in changed),
                 sql_array(moves.tiers.get(pk) for pk in changed),
+                sql_array(pk for pk, _, _ in completed),
+                sql_array(total for _, total, _ in completed),
+                sql_array(placed_at for _, _, placed_at in completed),
             ],
         )
 
@@ -207,18 +196,19 @@ def purchases_apply(
     entries_exit_on_purchase(purchase_ids=[inserted[item.external_id].id for item in completed])
     # One lock pass in a fixed order: concurrent batches touching the same customers queue up here.
     buyers = buyers_lock([customer_ids[item.customer] for item in new])
-    stats: dict[int, _BuyerStats] = {}
-    for item in completed:
-        stats.setdefault(customer_ids[item.customer], _BuyerStats()).add(item.total, item.placed_at)
-    if stats:
+    bought_completed = [(customer_ids[item.customer], item.total, item.placed_at) for item in completed]
+    latest: dict[int, dt.datetime] = {}  # each buyer's latest purchase decides its open carts
+    for customer_id, _, placed_at in bought_completed:
+        latest[customer_id] = max(latest.get(customer_id, placed_at), placed_at)
+    if latest:
         with connection.cursor() as cursor:
             cursor.execute(
                 _CONVERT_CARTS,
                 [
                     CartStatus.CONVERTED,
                     now,
-                    sql_array(stats),
-                    sql_array(row.last_at for row in stats.values()),
+                    sql_array(latest),
+                    sql_array(latest.values()),
                     CartStatus.OPEN,
                     CartStatus.ABANDONED,
                     [item.cart_id for item in completed if item.cart_id],
@@ -236,6 +226,6 @@ def purchases_apply(
         for item in new
     ]
     moves = loyalty_for_new_purchases(purchases=bought, buyers=buyers, now=now)
-    _buyers_move(stats, moves)
+    _buyers_move(bought_completed, moves)
     # Referral bonuses go to the referrers, after the buyers' rows have moved (a referrer may be one).
     referrals_for_new_purchases(purchases=bought, buyers=buyers, now=now)
