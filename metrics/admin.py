@@ -13,7 +13,7 @@ from django.views.decorators.clickjacking import xframe_options_sameorigin
 
 from customers.selectors import customer_ids_with_external_id
 from metrics import board, charts
-from metrics.dashboard import dashboard_build, flow_cells_listable, flow_page_url, flow_section
+from metrics.dashboard import dashboard_build, flow_page_url, flow_scan_is_small, flow_section
 from metrics.models import CustomerScore, DailySnapshot, Dashboard
 from metrics.periods import parse_period, parse_window
 from metrics.rfm import SEGMENTS
@@ -57,7 +57,7 @@ class DashboardAdmin(ReadOnlyAdmin):
             error, dates = problem.message, parse_flow_dates(None, None)
         source, target = query.get("from_segment"), query.get("to_segment")
         section = flow_section(dates=dates)
-        listable = flow_cells_listable(dates)
+        listable = flow_scan_is_small(dates.end)
         if error is None and source in FROM_SEGMENTS and target in SEGMENTS and not listable:
             cell = {"from_segment": source, "to_segment": target}
         elif error is None and source in FROM_SEGMENTS and target in SEGMENTS:

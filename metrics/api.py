@@ -340,7 +340,9 @@ class RfmFlowApi(APIView):
                 OpenApiTypes.STR,
                 description=f"{MOMENT}; before `to`; default: `to` minus {rfm_flow.DEFAULT_FLOW_DAYS} days",
             ),
-            OpenApiParameter("to", OpenApiTypes.STR, description=f"{MOMENT}; not in the future; default: now"),
+            OpenApiParameter(
+                "to", OpenApiTypes.STR, description=f"{MOMENT}; not in the future; default: now (to the minute)"
+            ),
         ],
         responses={200: RfmFlowSerializer, **COMPUTING, **ERRORS},
         summary="RFM segment flow: customers per (segment as of from, segment as of to)",

@@ -83,8 +83,9 @@ def flow_page_url(dates: FlowDates, **cell: str) -> str:
     return f"{reverse('admin:metrics_dashboard_flow')}?{urlencode(query)}"
 
 
-def _flow_scan_is_small(end: dt.datetime) -> bool:
-    """Whether scoring as of ``end`` reads few purchases (every one before it)."""
+def flow_scan_is_small(end: dt.datetime) -> bool:
+    """Whether scoring as of ``end`` reads few purchases (every one before it): then the flow's
+    chart is embedded in the dashboard and a cell's customers are listed during the request."""
     return jobs.live_scan_is_small(first=dt.datetime.min.replace(tzinfo=dt.UTC), end=end)
 
 
@@ -96,12 +97,7 @@ def default_flow_dates() -> FlowDates:
 def flow_section_planned() -> FlowSection:
     """The dashboard's flow section: the last quarter, embedded or linked, nothing computed."""
     dates = default_flow_dates()
-    return FlowSection(dates=dates, embed=_flow_scan_is_small(dates.end))
-
-
-def flow_cells_listable(dates: FlowDates) -> bool:
-    """Whether one cell's customers can be listed during a request (its scoring reads few purchases)."""
-    return _flow_scan_is_small(dates.end)
+    return FlowSection(dates=dates, embed=flow_scan_is_small(dates.end))
 
 
 def flow_section(*, dates: FlowDates) -> FlowSection:
