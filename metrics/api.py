@@ -14,7 +14,7 @@ from rest_framework.views import APIView
 
 from metrics import impact, rfm, rfm_flow, rfm_stored
 from metrics.periods import parse_as_of, parse_cohort_period, parse_period, parse_window
-from metrics.read_jobs import RETRY_AFTER_SECONDS, ReadAnswer, read_answer
+from metrics.read_jobs import RETRY_AFTER_SECONDS, ReadAnswer, RfmPageQuery, read_answer, rfm_page_answer
 from metrics.retention import retention
 from metrics.serializers import (
     CohortsSerializer,
@@ -261,7 +261,8 @@ class _LazyPage(Sequence):
 
 class RfmApi(APIView):
     """Served from the nightly scores (metrics/rfm_stored.py) when ``as_of`` is omitted or is exactly
-    their as_of; any other moment, or before the first refresh, is computed live (an ad-hoc read)."""
+    their as_of; any other moment, or before the first refresh, is an ad-hoc read: computed during the
+    request on a small shop, else by a worker (202 until it is in; metrics/read_jobs.py)."""
 
     required_scopes = {"GET": "metrics"}
     required_permissions = {"GET": DASHBOARD_PERMISSION}
@@ -272,13 +273,14 @@ class RfmApi(APIView):
                 "as_of",
                 OpenApiTypes.STR,
                 description=f"{MOMENT}; default: the latest nightly scores (their as_of), or now before the "
-                "first nightly run. Another moment than the scores' is an ad-hoc read, computed live (slower).",
+                "first nightly run. Another moment than the scores' is an ad-hoc read, computed from the purchases "
+                "(on a large shop by a worker: 202 until it is in, one computation per page).",
             ),
             OpenApiParameter("segment", OpenApiTypes.STR, enum=list(rfm.SEGMENTS), description="Only this segment"),
             OpenApiParameter("limit", OpenApiTypes.INT, description="Page size, at most 500"),
             OpenApiParameter("offset", OpenApiTypes.INT),
         ],
-        responses={200: RfmSerializer, **ERRORS},
+        responses={200: RfmSerializer, **COMPUTING, **ERRORS},
         summary="RFM segment counts and per-customer scores (paginated, by external_id)",
         examples=[RFM_EXAMPLE],
     )
@@ -306,10 +308,20 @@ class RfmApi(APIView):
 
         else:
             as_of = given or parse_as_of(None)
-            counts = rfm.segment_counts(as_of=as_of)
+            answer = rfm_page_answer(
+                RfmPageQuery(
+                    as_of=as_of,
+                    segment=segment,
+                    offset=paginator.get_offset(request),
+                    limit=paginator.get_limit(request),
+                )
+            )
+            if answer.body is None:
+                return answered(answer)  # 202 while a worker computes it
+            counts, computed_rows = answer.body["counts"], answer.body["rows"]
 
             def fetch(offset: int, limit: int) -> list[Any]:
-                return rfm.scored_page(as_of=as_of, offset=offset, limit=limit, segment=segment)
+                return computed_rows  # already this page
 
         total = sum(counts.values())
         rows = _LazyPage(counts[segment] if segment else total, fetch)
@@ -321,9 +333,12 @@ class RfmApi(APIView):
             "count": len(rows),
             "next": paginator.get_next_link(),
             "previous": paginator.get_previous_link(),
-            "results": [row.as_dict() for row in page],
+            "results": [row if isinstance(row, dict) else row.as_dict() for row in page],
         }
-        return Response(RfmSerializer(body).data)
+        response = Response(RfmSerializer(body).data)
+        if stored is None and answer.job is not None and answer.job.finished_at is not None:
+            response["Last-Modified"] = http_date(answer.job.finished_at.timestamp())
+        return response
 
 
 class RfmFlowApi(APIView):

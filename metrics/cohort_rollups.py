@@ -6,8 +6,9 @@ first completed purchase is in c and whose first completed purchase of m is on d
 the cohort's size. Cell (c, m) of a matrix ending at the store midnight starting day E is the sum
 over d < E: a month cut by the end counts the customers who bought in it before the end, and a
 customer whose first purchase is at or after the end is in no cohort yet, with no purchase read.
-The purchase trigger (metrics/rollup_triggers_sql.py) appends changes to ``CohortCellDelta``;
-``cohort_cells_compact`` folds them in. Readers sum both, so every read is exact at its snapshot.
+The purchase trigger leaves each write's change pending; the fold (metrics/rollup_fold.py) appends
+it to ``CohortCellDelta``, ``cohort_cells_compact`` folds those in. Readers sum both, after folding
+whatever is pending, so every read is exact.
 
 Wiring for the rollup maintenance (metrics/rollups.py): ``cohort_cells_rebuild`` inside the
 rebuild's transaction, after the purchases are locked; ``cohort_cells_compact`` inside the
@@ -22,6 +23,7 @@ from django.db import connection
 
 from metrics.cohort_rollup_sql import COMPACT_SQL, rebuild_sql
 from metrics.models import RollupState
+from metrics.rollup_fold import FOLD_WAIT_SECONDS, PENDING_CHECK, read_folded, rollups_fold
 
 __all__ = [
     "cohort_cells",
@@ -60,6 +62,7 @@ _CELLS = (
 def cohort_cells() -> list[tuple[dt.date, dt.date, dt.date, int]]:
     """Every (cohort_month, month, first_day, customers) with the pending deltas folded in, in
     order (the tests compare the kept cells with rebuilt ones)."""
+    rollups_fold(wait_seconds=FOLD_WAIT_SECONDS)
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT cohort_month, month, first_day, sum(customers) FROM {_CELLS} cells"
@@ -72,7 +75,8 @@ def cohort_cells() -> list[tuple[dt.date, dt.date, dt.date, int]]:
 # whose first purchase of it is before day ``end`` (every month before end's is whole), in one
 # statement over the cells' index range.
 _READ = (
-    "SELECT (SELECT time_zone FROM metrics_rollupstate WHERE id = %(state)s), x.cohort_month, x.month, x.customers"
+    f"SELECT {PENDING_CHECK}, (SELECT time_zone FROM metrics_rollupstate WHERE id = %(state)s),"
+    " x.cohort_month, x.month, x.customers"
     " FROM (SELECT 1) one LEFT JOIN ("
     "  SELECT cohort_month, month, sum(customers) AS customers FROM ("
     "   SELECT cohort_month, month, customers FROM metrics_cohortcell"
@@ -88,9 +92,14 @@ def cohort_cells_read(*, first_month: dt.date, end_day: dt.date) -> Cells | None
     """Cells (cohort month, month) of the cohorts from ``first_month`` on, counting the purchases
     before the store midnight starting ``end_day``: one statement. None when the rollups are not in
     the store's zone."""
-    with connection.cursor() as cursor:
-        cursor.execute(_READ, {"state": RollupState.SINGLETON_ID, "first": first_month, "end": end_day})
-        rows = cursor.fetchall()
-    if rows[0][0] != settings.TIME_ZONE:
+
+    def read() -> tuple[list[tuple], bool]:
+        with connection.cursor() as cursor:
+            cursor.execute(_READ, {"state": RollupState.SINGLETON_ID, "first": first_month, "end": end_day})
+            rows = cursor.fetchall()
+        return rows, rows[0][0]
+
+    rows = read_folded(read)
+    if rows is None or rows[0][1] != settings.TIME_ZONE:
         return None
-    return {(cohort, month): int(n) for _, cohort, month, n in rows if cohort is not None}
+    return {(cohort, month): int(n) for _, _, cohort, month, n in rows if cohort is not None}

@@ -17,13 +17,20 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from metrics import rfm
 from metrics.cohorts import cohort_matrix, cohort_matrix_from_rollups
 from metrics.jobs import live_scan_is_small, metrics_job_request
 from metrics.models import MetricsJob, MetricsJobStatus
 from metrics.periods import shift_days
 from metrics.retention import retention, retention_from_rollups
 from metrics.rfm_flow import segment_flow
-from metrics.serializers import CohortsSerializer, RetentionSerializer, RfmFlowSerializer, SummarySerializer
+from metrics.serializers import (
+    CohortsSerializer,
+    RetentionSerializer,
+    RfmFlowSerializer,
+    RfmRowSerializer,
+    SummarySerializer,
+)
 from metrics.summary import summary, summary_from_rollups
 
 KEY_PREFIX = "read "
@@ -115,9 +122,54 @@ def read_answer(*, read: str, start: dt.datetime, end: dt.datetime, window_days:
     return ReadAnswer(body=None, job=job)
 
 
+# --- RFM scores as of an ad-hoc moment (neither now before the first refresh nor the nightly as_of) ---
+
+RFM_READ = "rfm"
+_EVERY_PURCHASE = dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
+@dataclasses.dataclass(frozen=True)
+class RfmPageQuery:
+    as_of: dt.datetime
+    segment: str | None
+    offset: int
+    limit: int
+
+    def params(self) -> dict:
+        return {"as_of": self.as_of.isoformat(), "segment": self.segment, "offset": self.offset, "limit": self.limit}
+
+
+def _rfm_page_compute(query: RfmPageQuery) -> dict:
+    """The segment counts and one page of scores as of ``query.as_of``: every customer's quintiles
+    from the purchases before it (two scans)."""
+    counts = rfm.segment_counts(as_of=query.as_of)
+    rows = rfm.scored_page(as_of=query.as_of, offset=query.offset, limit=query.limit, segment=query.segment)
+    return {"counts": counts, "rows": RfmRowSerializer([row.as_dict() for row in rows], many=True).data}
+
+
+def rfm_page_answer(query: RfmPageQuery) -> ReadAnswer:
+    """``{"counts", "rows"}`` of an ad-hoc RFM page: computed now when the purchases before
+    ``as_of`` are few, else by a worker (one job per page asked for)."""
+    if live_scan_is_small(first=_EVERY_PURCHASE, end=query.as_of):
+        return ReadAnswer(body=_rfm_page_compute(query), job=None)
+    key = f"{KEY_PREFIX}{RFM_READ} {json.dumps(query.params(), sort_keys=True)}"
+    job = metrics_job_request(key=key)
+    if job.status == MetricsJobStatus.DONE and job.result is not None:
+        return ReadAnswer(body=job.result, job=job)
+    return ReadAnswer(body=None, job=job)
+
+
 def read_job_compute(key: str) -> dict:
     """The worker's side: the body of the read a job's key names."""
     read, params = key.removeprefix(KEY_PREFIX).split(" ", 1)
     values = json.loads(params)
+    if read == RFM_READ:
+        query = RfmPageQuery(
+            as_of=dt.datetime.fromisoformat(values["as_of"]),
+            segment=values["segment"],
+            offset=int(values["offset"]),
+            limit=int(values["limit"]),
+        )
+        return _rfm_page_compute(query)
     start, end = dt.datetime.fromisoformat(values["start"]), dt.datetime.fromisoformat(values["end"])
     return READS[read].compute(start, end, int(values["window_days"]))

@@ -75,8 +75,12 @@ def singles_sql(days: str) -> str:
     )
 
 
-# Every table a rebuild empties, the deltas first (the cohort cells' are metrics/cohort_rollup_sql.py's).
+# The purchase changes the trigger appended and the fold has not taken yet (metrics/rollup_triggers_sql.py).
+PENDING_TABLE = "metrics_purchasechange"
+
+# Every table a rebuild empties, the pending changes and the deltas first.
 ROLLUP_TABLES = (
+    PENDING_TABLE,
     "metrics_daychaindelta",
     "metrics_daychain",
     "metrics_daytotaldelta",

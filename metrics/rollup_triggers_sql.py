@@ -1,37 +1,47 @@
-"""The one trigger function that keeps every purchase rollup exact, in the database.
+"""The purchase trigger and the fold that keep every purchase rollup exact, in the database.
 
 Statement triggers on ``customers_purchase`` (one per INSERT, UPDATE and DELETE, with their
-transition tables) call ``metrics_purchases_changed()``, which appends each statement's change to
-the deltas of the day totals, the day chain, the single-order days and the cohort cells. Every
-write path counts, whatever wrote the rows (the services, the bulk path, an import, the admin, a
-factory in a test, plain SQL).
+transition tables) call ``metrics_purchases_changed()``. Every write path counts, whatever wrote
+the rows (the services, the bulk path, an import, the admin, a factory in a test, plain SQL). The
+trigger does only what is cheap, in the writer's transaction:
 
-The function runs three statements:
+1. the day totals (orders, revenue): additive, read straight off the transition tables into their
+   deltas;
+2. the statement's completed rows that can change a day, appended to ``metrics_purchasechange``
+   (customer, time, +1 as they are now / -1 as they were), a table without index or key.
 
-1. the day totals (orders, revenue): additive, read straight off the transition tables;
-2. the lock: the touched customers, ``FOR NO KEY UPDATE`` in id order (the purchase write path's
-   own lock), so what follows reads after any concurrent writer of the same customer has committed;
-3. one statement for the other three rollups, which share what it reads of the purchases: per
-   touched customer, each run of changed days ("island", changed days less than two radii apart)
-   is widened by ``WINDOW_DAYS`` on each side and read in one range of the customer's purchase
-   index, giving each day's completed orders after the statement; the statement's own rows give
-   them before it. Then
-   - the day chain takes those days and, per island, the nearest unchanged purchase day below and
-     above the window (one probe each): every pair that changed has both ends among them, and the
-     pairs they form that are not in the chain are the same before and after, so they cancel;
-   - the single-order days take the window's days: a row that changes lies within the gap cap of a
-     changed day and its gaps within the cap of that, all inside the window; rows farther out are
-     the same before and after, so they cancel;
-   - the cohort cells take each changed month's first day before and after from the window (a
-     month lies within the window of any of its days), and probe further only where a month's first
-     day changed (metrics/cohort_rollup_sql.py).
+The rest needs each touched customer's neighbouring purchases, about three index descents a
+customer; it is ``metrics_purchase_changes_fold()``'s, run off the write path (metrics/rollups.py: a
+task right after writes commit, the minute's compaction, and any read that finds changes pending).
+One statement takes every pending row it sees and, per touched customer, widens each run of changed
+days ("island", changed days less than two radii apart) by ``WINDOW_DAYS`` on each side and reads
+it in one range of the customer's purchase index, giving each day's completed orders now; the
+pending rows give them before. Then
 
-A purchase today of a customer who last bought weeks ago costs three index descents (the window
-and the two probes), one more when it is the customer's first purchase of the month.
+- the day chain takes those days and, per island, the nearest unchanged purchase day below and
+  above the window (one probe each): every pair that changed has both ends among them, and the
+  pairs they form that are not in the chain are the same before and after, so they cancel;
+- the single-order days take the window's days: a row that changes lies within the gap cap of a
+  changed day and its gaps within the cap of that, all inside the window; rows farther out are the
+  same before and after, so they cancel;
+- the cohort cells take each changed month's first day before and after from the window (a month
+  lies within the window of any of its days), and probe further only where a month's first day
+  changed (metrics/cohort_rollup_sql.py).
+
+Folding many writes at once is the same computation as folding them one by one: it depends only
+on each customer-day's completed orders before and after.
 """
 
 from metrics.cohort_rollup_sql import cells_delta_sql
-from metrics.rollup_sql import SINGLE_GAP_CAP, chain_pairs_sql, day_start, local_day, singles_sql, totals_delta_sql
+from metrics.rollup_sql import (
+    PENDING_TABLE,
+    SINGLE_GAP_CAP,
+    chain_pairs_sql,
+    day_start,
+    local_day,
+    singles_sql,
+    totals_delta_sql,
+)
 
 # A changed single-order row lies within the cap of a changed day, its neighbours within the cap of
 # that: two caps cover both, and a month (at most 31 days) around any of its days.
@@ -128,15 +138,35 @@ _STATES = (
 )
 
 
-def _apply(*, new_rows: bool, old_rows: bool) -> str:
+# The pending changes: what the trigger appends and the fold consumes. No index and no key: rows are
+# only ever appended and then read and deleted all together.
+CREATE_PENDING_TABLE = (
+    f"CREATE TABLE {PENDING_TABLE} (customer_id bigint NOT NULL, placed_at timestamptz NOT NULL,"
+    " side smallint NOT NULL)"
+)
+
+
+def _append(*, new_rows: bool, old_rows: bool) -> str:
+    """The trigger's work: the day totals, and the statement's completed rows that can change a day
+    appended to the pending changes."""
     written = _written(new_rows=new_rows, old_rows=old_rows)
-    touched = f"SELECT customer_id FROM ({written}) t"
+    return totals_delta_sql(new_rows=new_rows, old_rows=old_rows) + (
+        f" INSERT INTO {PENDING_TABLE} (customer_id, placed_at, side) SELECT customer_id, placed_at, side"
+        f" FROM ({written}) w;"
+    )
+
+
+def _fold_statement() -> str:
+    """One statement: take every pending change visible to it (deleting them) and append their
+    effect on the day chain, the single-order days and the cohort cells to the deltas.
+
+    The purchases it reads and the pending rows it takes are one snapshot, and a writer's purchases
+    and pending rows commit together, so the purchases it reads are the rollups' state plus exactly
+    the changes it takes: no lock of the customers is needed."""
     cohort_ctes, cells = cells_delta_sql("states")
     return (
-        totals_delta_sql(new_rows=new_rows, old_rows=old_rows) + f" IF EXISTS ({touched}) THEN"
-        f" PERFORM 1 FROM customers_customer c WHERE c.id IN ({touched}) ORDER BY c.id FOR NO KEY UPDATE;"
-        " WITH "
-        + _shared_days(written)
+        "WITH "
+        + _shared_days(f"DELETE FROM {PENDING_TABLE} RETURNING customer_id, placed_at, side")
         + _edges()
         + " chain AS (INSERT INTO metrics_daychaindelta (day, next_day, customers) "
         + chain_pairs_sql(_CHAIN_DAYS)
@@ -145,32 +175,43 @@ def _apply(*, new_rows: bool, old_rows: bool) -> str:
         + "),"
         + _STATES
         + cohort_ctes
-        + " INSERT INTO metrics_cohortcelldelta (cohort_month, month, first_day, customers)"
+        + ", cohorts AS (INSERT INTO metrics_cohortcelldelta (cohort_month, month, first_day, customers)"
         + cells
-        + "; END IF;"
+        + ") SELECT count(*) INTO folded FROM w;"
     )
 
 
 TRIGGER_FUNCTION = (
-    # JIT costs more than these statements take; a batch's sorts fit in 32 MB.
-    "CREATE OR REPLACE FUNCTION metrics_purchases_changed() RETURNS trigger LANGUAGE plpgsql"
-    " SET jit = off SET work_mem = '32MB' AS $fn$"
+    "CREATE OR REPLACE FUNCTION metrics_purchases_changed() RETURNS trigger LANGUAGE plpgsql AS $fn$"
     " DECLARE zone text;"
     " BEGIN"
     " SELECT time_zone INTO zone FROM metrics_rollupstate WHERE id = 1;"
     " IF zone IS NULL THEN RETURN NULL; END IF;"  # not built: nothing to keep current
-    " IF TG_OP = 'INSERT' THEN " + _apply(new_rows=True, old_rows=False) + ""
-    " ELSIF TG_OP = 'UPDATE' THEN " + _apply(new_rows=True, old_rows=True) + ""
-    " ELSIF TG_OP = 'DELETE' THEN " + _apply(new_rows=False, old_rows=True) + ""
+    " IF TG_OP = 'INSERT' THEN " + _append(new_rows=True, old_rows=False) + ""
+    " ELSIF TG_OP = 'UPDATE' THEN " + _append(new_rows=True, old_rows=True) + ""
+    " ELSIF TG_OP = 'DELETE' THEN " + _append(new_rows=False, old_rows=True) + ""
     " END IF;"
     " RETURN NULL;"
+    " END $fn$"
+)
+
+# Returns how many pending rows it took. The caller holds the fold lock (metrics/rollups.py).
+FOLD_FUNCTION = (
+    # JIT costs more than this statement takes; a minute's changes sort in 64 MB.
+    "CREATE OR REPLACE FUNCTION metrics_purchase_changes_fold() RETURNS bigint LANGUAGE plpgsql"
+    " SET jit = off SET work_mem = '64MB' AS $fn$"
+    " DECLARE zone text; folded bigint;"
+    " BEGIN"
+    " SELECT time_zone INTO zone FROM metrics_rollupstate WHERE id = 1;"
+    f" IF zone IS NULL THEN DELETE FROM {PENDING_TABLE}; RETURN 0; END IF;"
+    " " + _fold_statement() + " RETURN folded;"
     " END $fn$"
 )
 
 # Emptying the purchases empties the rollups (TRUNCATE fires no row or statement triggers).
 TRUNCATE_FUNCTION = (
     "CREATE OR REPLACE FUNCTION metrics_purchases_truncated() RETURNS trigger LANGUAGE plpgsql AS $fn$"
-    " BEGIN DELETE FROM metrics_daychaindelta; DELETE FROM metrics_daychain;"
+    f" BEGIN DELETE FROM {PENDING_TABLE}; DELETE FROM metrics_daychaindelta; DELETE FROM metrics_daychain;"
     " DELETE FROM metrics_daytotaldelta; DELETE FROM metrics_daytotal;"
     " DELETE FROM metrics_daysingledelta; DELETE FROM metrics_daysingle;"
     " DELETE FROM metrics_cohortcelldelta; DELETE FROM metrics_cohortcell; RETURN NULL; END $fn$"
@@ -181,6 +222,7 @@ ROLLUP_TRIGGERS = ("purchase_rollups_inserted", "purchase_rollups_updated", "pur
 
 CREATE_TRIGGERS = [
     TRIGGER_FUNCTION,
+    FOLD_FUNCTION,
     TRUNCATE_FUNCTION,
     "CREATE TRIGGER purchase_rollups_inserted AFTER INSERT ON customers_purchase REFERENCING NEW TABLE AS new_rows"
     " FOR EACH STATEMENT EXECUTE FUNCTION metrics_purchases_changed()",
@@ -199,6 +241,7 @@ DROP_TRIGGERS = [
     "DROP TRIGGER IF EXISTS purchase_rollups_deleted ON customers_purchase",
     "DROP TRIGGER IF EXISTS purchases_truncated ON customers_purchase",
     "DROP FUNCTION IF EXISTS metrics_purchases_changed()",
+    "DROP FUNCTION IF EXISTS metrics_purchase_changes_fold()",
     "DROP FUNCTION IF EXISTS metrics_purchases_truncated()",
 ]
 

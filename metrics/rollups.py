@@ -8,8 +8,11 @@ bought on d and next on n. For a store-local midnight t (its date T) and window 
   pairs with S - W <= day < E - W and next_day >= E: the last purchase before e lies in the start
   window and nothing follows it before e.
 
-The purchase trigger (metrics/rollup_triggers_sql.py) appends changes to ``DayChainDelta``; ``rollups_compact`` folds
-them in (a beat task, every minute). Readers sum both, so every read is exact at its snapshot.
+The purchase trigger (metrics/rollup_triggers_sql.py) keeps the day totals' deltas and appends the
+other changes to the pending table; ``rollups_fold`` turns those into the deltas (a task right after
+writes commit, and the minute's compaction), ``rollups_compact`` folds the deltas into the rollups.
+A read that finds changes pending folds them first, so every read is exact: as of its snapshot, or,
+when writes commit while it folds, as of the fold's.
 """
 
 import datetime as dt
@@ -23,6 +26,7 @@ from django.utils import timezone
 
 from metrics.cohort_rollups import cohort_cells, cohort_cells_compact, cohort_cells_rebuild
 from metrics.models import CHAIN_FIRST_DAY, RollupState
+from metrics.rollup_fold import FOLD_LOCK, FOLD_WAIT_SECONDS, PENDING_CHECK, read_folded, rollups_fold
 from metrics.rollup_sql import (
     REPEAT_MAX_PERIOD_DAYS,
     ROLLUP_TABLES,
@@ -53,6 +57,7 @@ def rollups_rebuild() -> RebuildResult:
     recomputation and the triggers taking over again."""
     zone = settings.TIME_ZONE
     with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s)", [FOLD_LOCK])
         cursor.execute("LOCK TABLE customers_purchase IN SHARE MODE")
         for table in ROLLUP_TABLES:
             cursor.execute(f"DELETE FROM {table}")
@@ -78,8 +83,10 @@ _FOLDS = (
 
 
 def rollups_compact() -> int | None:
-    """Fold the committed deltas into the chain; returns how many delta rows it folded, or None
-    when another compaction holds the lock. Deltas of writers still in flight stay for the next run."""
+    """Fold the pending changes, then the committed deltas into the chain; returns how many delta
+    rows it folded, or None when another compaction holds the lock. Deltas of writers still in
+    flight stay for the next run."""
+    rollups_fold()
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [COMPACT_LOCK])
         if not cursor.fetchone()[0]:
@@ -143,6 +150,7 @@ _ROLLUP_ROWS = {
 
 def chain_pairs() -> list[tuple[dt.date, dt.date, int]]:
     """Every (day, next_day, customers) of the chain with its pending deltas folded in, in order."""
+    rollups_fold(wait_seconds=FOLD_WAIT_SECONDS)
     with connection.cursor() as cursor:
         cursor.execute(f"{_ROLLUP_ROWS['day chain']} ORDER BY 1, 2")
         return cursor.fetchall()
@@ -151,6 +159,7 @@ def chain_pairs() -> list[tuple[dt.date, dt.date, int]]:
 def rollup_rows() -> dict[str, list[tuple]]:
     """Every rollup's rows with their pending deltas folded in, in order, by rollup name: what
     ``metrics_rollups_rebuild --check`` and the tests compare with a recomputation."""
+    rollups_fold(wait_seconds=FOLD_WAIT_SECONDS)
     rows = {}
     with connection.cursor() as cursor:
         for name, sql in _ROLLUP_ROWS.items():
@@ -174,28 +183,34 @@ def chain_counts(*, start_day: dt.date, end_day: dt.date, window_days: int) -> C
     statement, or None when the rollups are not in the store's zone."""
     window = dt.timedelta(days=window_days)
     s_from, e_from = start_day - window, end_day - window
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT (SELECT time_zone FROM metrics_rollupstate WHERE id = %s),"
-            " coalesce(sum(customers) FILTER (WHERE day >= %s AND day < %s AND next_day >= %s), 0),"
-            " coalesce(sum(customers) FILTER (WHERE day >= %s AND day < %s AND next_day >= %s), 0),"
-            " coalesce(sum(customers) FILTER (WHERE day >= %s AND day < %s AND next_day >= %s), 0),"
-            " coalesce(sum(customers) FILTER (WHERE day = %s AND next_day >= %s AND next_day < %s), 0)"
-            f" FROM {_CHAIN} chain WHERE (day >= %s AND day < %s) OR day = %s",
-            [
-                RollupState.SINGLETON_ID,
-                *(s_from, start_day, start_day),
-                *(e_from, end_day, end_day),
-                *(s_from, e_from, end_day),
-                *(FIRST_DAY, start_day, end_day),
-                min(s_from, e_from),
-                end_day,
-                FIRST_DAY,
-            ],
-        )
-        zone, active_start, active_end, lost, new = cursor.fetchone()
-    if zone != settings.TIME_ZONE:
+
+    def read() -> tuple[tuple, bool]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {PENDING_CHECK}, (SELECT time_zone FROM metrics_rollupstate WHERE id = %s),"
+                " coalesce(sum(customers) FILTER (WHERE day >= %s AND day < %s AND next_day >= %s), 0),"
+                " coalesce(sum(customers) FILTER (WHERE day >= %s AND day < %s AND next_day >= %s), 0),"
+                " coalesce(sum(customers) FILTER (WHERE day >= %s AND day < %s AND next_day >= %s), 0),"
+                " coalesce(sum(customers) FILTER (WHERE day = %s AND next_day >= %s AND next_day < %s), 0)"
+                f" FROM {_CHAIN} chain WHERE (day >= %s AND day < %s) OR day = %s",
+                [
+                    RollupState.SINGLETON_ID,
+                    *(s_from, start_day, start_day),
+                    *(e_from, end_day, end_day),
+                    *(s_from, e_from, end_day),
+                    *(FIRST_DAY, start_day, end_day),
+                    min(s_from, e_from),
+                    end_day,
+                    FIRST_DAY,
+                ],
+            )
+            pending, *row = cursor.fetchone()
+        return tuple(row), pending
+
+    row = read_folded(read)
+    if row is None or row[0] != settings.TIME_ZONE:
         return None
+    _zone, active_start, active_end, lost, new = row
     return ChainCounts(
         active_start=int(active_start), active_end=int(active_end), lost=int(lost), new_customers=int(new)
     )
@@ -219,32 +234,38 @@ def period_counts(*, start_day: dt.date, end_day: dt.date, window_days: int) -> 
     so their spend is the revenue of all days before it."""
     e_from = end_day - dt.timedelta(days=window_days)
     fits = (end_day - start_day).days <= REPEAT_MAX_PERIOD_DAYS
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT (SELECT time_zone FROM metrics_rollupstate WHERE id = %(state)s),"
-            " chain.*, totals.*,"
-            " CASE WHEN %(fits)s THEN (SELECT coalesce(sum(customers), 0) FROM " + _SINGLES + " single"
-            "   WHERE day >= %(s)s AND day < %(e)s AND gap_before > day - %(s)s AND gap_after >= %(e)s - day) END"
-            " FROM (SELECT"
-            "  coalesce(sum(customers) FILTER (WHERE day >= %(s)s AND next_day >= %(e)s), 0),"
-            "  coalesce(sum(customers) FILTER (WHERE day >= %(e_from)s AND next_day >= %(e)s), 0),"
-            "  coalesce(sum(customers) FILTER (WHERE day = %(first)s AND next_day < %(e)s), 0)"
-            f"  FROM {_CHAIN} c WHERE (day >= least(%(s)s, %(e_from)s) AND day < %(e)s) OR day = %(first)s) chain,"
-            " (SELECT coalesce(sum(orders) FILTER (WHERE day >= %(s)s), 0),"
-            "  coalesce(sum(revenue) FILTER (WHERE day >= %(s)s), 0), coalesce(sum(revenue), 0)"
-            f"  FROM {_TOTALS} t WHERE day < %(e)s) totals",
-            {
-                "state": RollupState.SINGLETON_ID,
-                "fits": fits,
-                "s": start_day,
-                "e": end_day,
-                "e_from": e_from,
-                "first": FIRST_DAY,
-            },
-        )
-        zone, buyers, active_end, buyers_before, orders, revenue, revenue_before, singles = cursor.fetchone()
-    if zone != settings.TIME_ZONE:
+
+    def read() -> tuple[tuple, bool]:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT {PENDING_CHECK}, (SELECT time_zone FROM metrics_rollupstate WHERE id = %(state)s),"
+                " chain.*, totals.*,"
+                " CASE WHEN %(fits)s THEN (SELECT coalesce(sum(customers), 0) FROM " + _SINGLES + " single"
+                "   WHERE day >= %(s)s AND day < %(e)s AND gap_before > day - %(s)s AND gap_after >= %(e)s - day) END"
+                " FROM (SELECT"
+                "  coalesce(sum(customers) FILTER (WHERE day >= %(s)s AND next_day >= %(e)s), 0),"
+                "  coalesce(sum(customers) FILTER (WHERE day >= %(e_from)s AND next_day >= %(e)s), 0),"
+                "  coalesce(sum(customers) FILTER (WHERE day = %(first)s AND next_day < %(e)s), 0)"
+                f"  FROM {_CHAIN} c WHERE (day >= least(%(s)s, %(e_from)s) AND day < %(e)s) OR day = %(first)s) chain,"
+                " (SELECT coalesce(sum(orders) FILTER (WHERE day >= %(s)s), 0),"
+                "  coalesce(sum(revenue) FILTER (WHERE day >= %(s)s), 0), coalesce(sum(revenue), 0)"
+                f"  FROM {_TOTALS} t WHERE day < %(e)s) totals",
+                {
+                    "state": RollupState.SINGLETON_ID,
+                    "fits": fits,
+                    "s": start_day,
+                    "e": end_day,
+                    "e_from": e_from,
+                    "first": FIRST_DAY,
+                },
+            )
+            pending, *row = cursor.fetchone()
+        return tuple(row), pending
+
+    row = read_folded(read)
+    if row is None or row[0] != settings.TIME_ZONE:
         return None
+    _zone, buyers, active_end, buyers_before, orders, revenue, revenue_before, singles = row
     return PeriodCounts(
         buyers=int(buyers),
         single_buyers=None if singles is None else int(singles),

@@ -9,6 +9,7 @@ from typing import Any
 from celery import shared_task
 
 from metrics.churn_risk import customer_scores_refresh
+from metrics.rollup_fold import FOLD_TASK, rollups_fold
 from metrics.rollups import rollups_compact
 from metrics.snapshots import snapshots_fill
 from retention_crm.celery import retrying_task_options
@@ -30,6 +31,13 @@ def refresh_customer_scores() -> dict[str, Any]:
 @shared_task(name="metrics.take_daily_snapshots", **METRICS_TASK_KWARGS)
 def take_daily_snapshots() -> list[str]:
     return [day.isoformat() for day in snapshots_fill()]
+
+
+# Right after purchases commit (metrics.rollup_fold.rollups_fold_soon): one batch's changes. Busy
+# lock: another fold is taking them already.
+@shared_task(name=FOLD_TASK, queue="metrics", ignore_result=True)
+def fold_purchase_changes() -> int | None:
+    return rollups_fold()
 
 
 # Every minute: short, and a missed run only leaves more rows for the next one.

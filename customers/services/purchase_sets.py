@@ -12,7 +12,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import TYPE_CHECKING, NamedTuple
 
-from django.db import connection
+from django.db import connection, transaction
 
 from campaigns.attribution import purchases_attribute  # campaigns: attribution hook
 from campaigns.exits import entries_exit_on_purchase  # campaigns: journeys end on a purchase
@@ -25,6 +25,7 @@ from customers.services.loyalty.earning import (
     referrals_for_new_purchases,
 )
 from customers.services.loyalty.ledger import sql_array
+from metrics.rollup_fold import rollups_fold_soon  # metrics: fold the rollups once the batch commits
 
 if TYPE_CHECKING:  # the purchase services import this module
     from customers.services.purchases import PurchaseInput
@@ -111,6 +112,8 @@ def purchases_insert(
         )
         rows = cursor.fetchall()
     inserted = {external_id: Inserted(pk, cart_id, now) for pk, external_id, cart_id in rows}
+    if inserted:
+        transaction.on_commit(rollups_fold_soon, robust=True)
     lines = [
         (inserted[item.external_id].id, line)
         for item, _ in batch

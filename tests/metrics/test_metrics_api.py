@@ -6,6 +6,7 @@ import pytest
 from django.utils import timezone
 
 from metrics.rfm import SEGMENTS
+from metrics.rollup_fold import rollups_fold
 from tests.api.conftest import assert_error
 from tests.metrics.conftest import buy, noon
 from tests.metrics.test_retention import textbook_shop
@@ -206,7 +207,10 @@ def test_metrics_need_a_key(client):
 
 def test_each_endpoint_takes_a_fixed_number_of_queries(api, django_assert_max_num_queries):
     textbook_shop(at_start=5, new=2, lost=1)
-    budgets = {"retention": 2, "summary": 5, "cohorts": 2, "rfm": 3}
+    rollups_fold()  # the usual read: the writes' changes already folded by the task after commit
+    # RFM before the first nightly refresh: the stored-scores check, whether the history is small
+    # enough to score during the request (2), the counts and the page.
+    budgets = {"retention": 2, "summary": 5, "cohorts": 2, "rfm": 5}
     for path, budget in budgets.items():
         # Plus the key lookup and its last-used update.
         with django_assert_max_num_queries(budget + 3):

@@ -9,7 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from metrics import jobs
+from metrics import jobs, rfm
 from metrics.cohorts import cohort_matrix_live
 from metrics.models import MetricsJob, MetricsJobStatus
 from metrics.periods import local_midnight
@@ -17,7 +17,13 @@ from metrics.read_jobs import read_job_key
 from metrics.retention import retention_live
 from metrics.rfm_flow import segment_flow
 from metrics.rollups import rollups_rebuild
-from metrics.serializers import CohortsSerializer, RetentionSerializer, RfmFlowSerializer, SummarySerializer
+from metrics.serializers import (
+    CohortsSerializer,
+    RetentionSerializer,
+    RfmFlowSerializer,
+    RfmRowSerializer,
+    SummarySerializer,
+)
 from metrics.summary import summary_live
 from tests.metrics.conftest import buy, noon
 from tests.metrics.test_dashboard_jobs import assert_no_history_read
@@ -155,3 +161,44 @@ def test_the_admin_flow_page_on_a_large_shop_waits_for_a_worker(celery_worker, a
         ).content.decode()
     assert 'id="flow-cell-unlisted"' in cell and "/admin/metrics/dashboard/board/?segment=New" in cell
     assert_no_history_read(queries, END)
+
+
+def rfm_expected(as_of: dt.datetime, *, offset: int, limit: int) -> tuple[dict, list]:
+    rows = rfm.scored_page(as_of=as_of, offset=offset, limit=limit)
+    return rfm.segment_counts(as_of=as_of), RfmRowSerializer([row.as_dict() for row in rows], many=True).data
+
+
+@pytest.mark.django_db
+def test_an_ad_hoc_rfm_moment_on_a_small_shop_is_scored_during_the_request(api):
+    shop()
+    as_of = local_midnight(TODAY - dt.timedelta(days=20))
+    response = api.get("/api/v1/metrics/rfm", {"as_of": as_of.date().isoformat(), "limit": 2})
+    assert response.status_code == 200, response.content
+    counts, rows = rfm_expected(as_of, offset=0, limit=2)
+    assert response.json()["segments"] == counts and response.json()["results"] == rows
+    assert not MetricsJob.objects.exists()
+
+
+def test_an_ad_hoc_rfm_moment_on_a_large_shop_is_scored_by_a_worker_page_by_page(celery_worker, api, monkeypatch):
+    shop()
+    monkeypatch.setattr(jobs, "INLINE_SCAN_PURCHASES", 0)
+    as_of = local_midnight(TODAY - dt.timedelta(days=20))
+    params = {"as_of": as_of.date().isoformat(), "limit": 1, "offset": 1}
+    with CaptureQueriesContext(connection) as queries:
+        response = api.get("/api/v1/metrics/rfm", params)
+    assert response.status_code == 202, response.content
+    assert response["Retry-After"] == "5"
+    assert_no_history_read(queries, as_of)
+
+    deadline = time.monotonic() + 60
+    while (response := api.get("/api/v1/metrics/rfm", params)).status_code == 202 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert response.status_code == 200, response.content
+    body = response.json()
+    counts, rows = rfm_expected(as_of, offset=1, limit=1)
+    assert (body["segments"], body["results"], body["customers"]) == (counts, rows, sum(counts.values()))
+    assert body["count"] == 3 and body["previous"] and body["next"]  # ann, bob and cy had bought by then
+    assert response["Last-Modified"]
+    # Another page is another computation.
+    assert api.get("/api/v1/metrics/rfm", params | {"offset": 2}).status_code == 202
+    assert MetricsJob.objects.count() == 2
