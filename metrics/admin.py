@@ -5,16 +5,16 @@ from typing import Any
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path
+from django.urls import URLPattern, path, reverse
 from django.utils.decorators import method_decorator
 from django.views.decorators.clickjacking import xframe_options_sameorigin
 
 from customers.selectors import customer_ids_with_external_id
 from metrics import board, charts
 from metrics.dashboard import dashboard_build, flow_page_url, flow_scan_is_small, flow_section
-from metrics.models import CustomerScore, DailySnapshot, Dashboard
+from metrics.models import CustomerScore, DailySnapshot, Dashboard, LifecycleBoard
 from metrics.periods import parse_period, parse_window
 from metrics.rfm import SEGMENTS
 from metrics.rfm_flow import FROM_SEGMENTS, flow_cell_page, parse_flow_dates
@@ -158,6 +158,26 @@ def _offset(value: str | None) -> int:
 
 
 MAX_OFFSET = 100_000  # a cell's list is a drill-down, not an export
+
+
+@admin.register(LifecycleBoard)
+class LifecycleBoardAdmin(ReadOnlyAdmin):
+    """The admin index's entry for the board: it opens the dashboard's board page."""
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("metrics.view_dashboard")
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self.has_view_permission(request)
+
+    def get_urls(self) -> list[URLPattern]:
+        name = f"{self.opts.app_label}_{self.opts.model_name}"
+        return [path("", self.admin_site.admin_view(self.changelist_view), name=f"{name}_changelist")]
+
+    def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponseRedirect:
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        return HttpResponseRedirect(reverse("admin:metrics_dashboard_board"))
 
 
 @admin.register(CustomerScore)

@@ -114,6 +114,20 @@ class Dashboard(models.Model):
         return "Retention dashboard"
 
 
+class LifecycleBoard(models.Model):
+    """No table and no permission of its own: puts the lifecycle board (a page of the dashboard,
+    behind its ``metrics.view_dashboard``) in the admin index."""
+
+    class Meta:
+        managed = False
+        default_permissions = ()
+        verbose_name = "lifecycle board"
+        verbose_name_plural = "lifecycle board"
+
+    def __str__(self) -> str:
+        return "Lifecycle board"
+
+
 # --- Rollups kept current by the database (metrics/rollups.py) ---------------------------------------
 
 # A customer's chain of purchase days starts before every date and ends after every date: the

@@ -3,6 +3,7 @@
 import datetime as dt
 
 import pytest
+from django.contrib.auth.models import Group
 from django.db import connection
 from django.urls import reverse
 
@@ -131,3 +132,18 @@ def test_the_pages_need_the_dashboard_permission(client, django_user_model):
     client.force_login(staff)
     for name in ("admin:metrics_dashboard_board", "admin:metrics_dashboard_flow", "admin:metrics_dashboard_flow_chart"):
         assert client.get(reverse(name)).status_code == 403
+
+
+def test_the_admin_index_lists_the_board_for_those_who_may_see_the_dashboard(client, django_user_model):
+    analyst = django_user_model.objects.create_user("ana", password="pw-ana-123456", is_staff=True)
+    analyst.groups.add(Group.objects.get(name="analyst"))
+    client.force_login(analyst)
+    index = client.get(reverse("admin:index"))
+    assert b"Lifecycle board" in index.content
+    entry = client.get(reverse("admin:metrics_lifecycleboard_changelist"))
+    assert entry.status_code == 302 and entry["Location"] == reverse("admin:metrics_dashboard_board")
+
+    clerk = django_user_model.objects.create_user("clerk", password="pw-clerk-123456", is_staff=True)
+    client.force_login(clerk)
+    assert b"Lifecycle board" not in client.get(reverse("admin:index")).content
+    assert client.get(reverse("admin:metrics_lifecycleboard_changelist")).status_code == 403
