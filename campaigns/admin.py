@@ -46,6 +46,7 @@ from django.utils.html import format_html
 
 from campaigns import display, selectors
 from campaigns.audience import rfm_segment_names, tier_choices
+from campaigns.content import admin as content_admin  # noqa: F401  (the layout and topics screens)
 from campaigns.flow_svg import journey_flow_svg
 from campaigns.journey import journey_of
 from campaigns.models import (
@@ -81,8 +82,8 @@ logger = logging.getLogger(__name__)
 
 RUN_PERMISSION = "campaigns.run_campaign"
 SEND_TEST_PERMISSION = "campaigns.send_test_campaign"
-BASE_FIELDS = ("name", "trigger", "channel", "status")
-MESSAGE_FIELDS = ("subject", "body")
+BASE_FIELDS = ("name", "trigger", "channel", "status", "topic")
+MESSAGE_FIELDS = ("subject", "body", "body_html")
 MEASUREMENT_FIELDS = ("holdout_percent", "attribution_days")
 AUDIENCE_FIELDS = (
     "audience_tier",
@@ -103,6 +104,8 @@ READ_ONLY_FIELDS = (
     "audience",
     "subject",
     "body",
+    "body_html",
+    "topic",
     "offer",
     "steps",
     "exit_on",
@@ -242,6 +245,9 @@ class CampaignFormBase(forms.ModelForm):
         widgets = {
             "subject": forms.TextInput(attrs={"class": "vLargeTextField", "autocomplete": "off"}),
             "body": forms.Textarea(attrs={"rows": 12, "cols": 90, "class": "campaign-template", "spellcheck": "false"}),
+            "body_html": forms.Textarea(
+                attrs={"rows": 12, "cols": 90, "class": "campaign-template", "spellcheck": "false"}
+            ),
         }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -516,7 +522,9 @@ class CampaignAdmin(admin.ModelAdmin):
                     "fields": MESSAGE_FIELDS,
                     "classes": ("campaign-message",),
                     "description": "Django template language. Variables: customer, cart (items, total), points "
-                    "(balance, expiring, expiring_at), offer, purchase, campaign, unsubscribe_url.",
+                    "(balance, expiring, expiring_at), offer, purchase, campaign, unsubscribe_url, preferences_url, "
+                    "nps_links (0-10 answer links). Email may also have an HTML body, sent in the shop's email "
+                    "layout (logo, colours, footer) with its links tracked; an empty text body is then made from it.",
                 },
             ),
             ("Offer", {"fields": OFFER_FIELDS, "classes": ("campaign-offer",)}),
@@ -719,6 +727,7 @@ def _posted_target(model_admin: "CampaignAdmin", request: HttpRequest) -> Target
         audience=_posted_audience(data),
         holdout_percent=data.get("holdout_percent", ""),
         campaign_id=campaign_id,
+        topic=data.get("topic", ""),
     )
 
 
@@ -754,6 +763,7 @@ def preview_view(model_admin: CampaignAdmin, request: HttpRequest) -> HttpRespon
         preview = campaign_preview(
             subject=data.get("subject", ""),
             body=data.get("body", ""),
+            body_html=data.get("body_html", ""),
             offer={key: value for key, value in offer.items() if value},
             trigger=trigger,
             params=_posted_params(data, trigger),
@@ -768,6 +778,7 @@ def preview_view(model_admin: CampaignAdmin, request: HttpRequest) -> HttpRespon
     answer: dict[str, Any] = {
         "subject": preview.subject,
         "body": preview.body,
+        "html": preview.html,
         "customer": preview.customer,
         "step": preview.step_key,
         "variant": preview.variant_key,

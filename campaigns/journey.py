@@ -6,8 +6,9 @@ behaves exactly as a single-message campaign (SPEC §4).
 
 Step kinds, each with a stable ``key`` unique in the campaign:
 
-- ``message``: ``channel``, ``subject``, ``body``, optional ``offer``; optional ``variants``
-  (2-4, each ``key``, ``weight``, ``subject``, ``body``) and ``auto_winner``;
+- ``message``: ``channel``, ``subject``, ``body``, optional ``body_html`` (email, SPEC §4.2),
+  optional ``offer``; optional ``variants`` (2-4, each ``key``, ``weight``, ``subject``, ``body``,
+  ``body_html``) and ``auto_winner``;
 - ``wait``: ``minutes`` (1-129,600) or ``until`` a local time of day (``"10:00"``);
 - ``split``: one ``condition`` and the keys to go to when it holds (``yes``) or not (``no``),
   ``"exit"`` ending the entry;
@@ -58,6 +59,7 @@ class Variant:
     weight: int
     subject: str
     body: str
+    body_html: str = ""
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class Step:
     channel: str = ""
     subject: str = ""
     body: str = ""
+    body_html: str = ""  # email only (SPEC §4.2); "" sends text only
     offer: dict[str, Any] = field(default_factory=dict)
     variants: tuple[Variant, ...] = ()
     min_per_variant: int | None = None  # set: the step picks a winner automatically
@@ -89,6 +92,13 @@ class Step:
             if variant.key == variant_key:
                 return variant.subject, variant.body
         return self.subject, self.body
+
+    def html_content(self, variant_key: str) -> str:
+        """The HTML body template of one of this step's variants ('' : the step's own)."""
+        for variant in self.variants:
+            if variant.key == variant_key:
+                return variant.body_html
+        return self.body_html
 
 
 @dataclass(frozen=True)
@@ -140,6 +150,8 @@ def journey_of(campaign: Any) -> Journey:
         channel=campaign.channel,
         subject=campaign.subject,
         body=campaign.body,
+        # Read only if loaded: a campaign fetched with .only() for its texts (the 360) skips it.
+        body_html=campaign.__dict__.get("body_html", ""),
         offer=dict(campaign.offer or {}),
     )
     return Journey(steps=(implicit,), explicit=False)
@@ -155,9 +167,16 @@ def _step_from_stored(item: dict[str, Any], campaign: Any) -> Step:
             channel=item.get("channel") or campaign.channel,
             subject=item.get("subject", ""),
             body=item.get("body", ""),
+            body_html=item.get("body_html", ""),
             offer=dict(item.get("offer") or {}),
             variants=tuple(
-                Variant(key=x["key"], weight=x["weight"], subject=x.get("subject", ""), body=x.get("body", ""))
+                Variant(
+                    key=x["key"],
+                    weight=x["weight"],
+                    subject=x.get("subject", ""),
+                    body=x.get("body", ""),
+                    body_html=x.get("body_html", ""),
+                )
                 for x in item.get("variants") or []
             ),
             min_per_variant=winner["min_per_variant"] if winner else None,
@@ -242,7 +261,7 @@ def _fields(item: dict[str, Any], prefix: str, allowed: set[str]) -> None:
 
 
 def _message_clean(item: dict[str, Any], prefix: str, channel: str) -> dict[str, Any]:
-    _fields(item, prefix, {"channel", "subject", "body", "offer", "variants", "auto_winner"})
+    _fields(item, prefix, {"channel", "subject", "body", "body_html", "offer", "variants", "auto_winner"})
     step_channel = item.get("channel") or channel
     if step_channel not in Channel.values:
         raise _step_invalid(prefix, "channel", f"must be one of {', '.join(Channel.values)}")
@@ -250,17 +269,21 @@ def _message_clean(item: dict[str, Any], prefix: str, channel: str) -> dict[str,
     variants = item.get("variants")
     if variants in (None, []):
         out["subject"], out["body"] = _content_clean(item, prefix, step_channel)
+        if item.get("body_html"):
+            out["body_html"] = item["body_html"]
     else:
         if not isinstance(variants, list) or not VARIANTS_MIN <= len(variants) <= VARIANTS_MAX:
             raise _step_invalid(prefix, "variants", f"must be a list of {VARIANTS_MIN} to {VARIANTS_MAX} variants")
         out["subject"], out["body"] = str(item.get("subject") or ""), str(item.get("body") or "")
+        if isinstance(item.get("body_html"), str) and item["body_html"]:
+            out["body_html"] = item["body_html"]
         seen: set[str] = set()
         cleaned_variants = []
         for number, variant in enumerate(variants):
             where = f"{prefix}.variants[{number}]"
             if not isinstance(variant, dict):
                 raise v.invalid(where, "must be an object")
-            unknown = sorted(set(variant) - {"key", "weight", "subject", "body"})
+            unknown = sorted(set(variant) - {"key", "weight", "subject", "body", "body_html"})
             if unknown:
                 raise _step_invalid(where, unknown[0], "unknown field for a variant")
             key = variant.get("key")
@@ -273,9 +296,16 @@ def _message_clean(item: dict[str, Any], prefix: str, channel: str) -> dict[str,
             if isinstance(weight, bool) or not isinstance(weight, int) or not 1 <= weight <= VARIANT_WEIGHT_MAX:
                 raise _step_invalid(where, "weight", f"must be a positive whole number up to {VARIANT_WEIGHT_MAX}")
             # A variant without its own subject or body uses the step's.
-            merged = {"subject": variant.get("subject") or out["subject"], "body": variant.get("body") or out["body"]}
+            merged = {
+                "subject": variant.get("subject") or out["subject"],
+                "body": variant.get("body") or out["body"],
+                "body_html": variant.get("body_html") or out.get("body_html", ""),
+            }
             subject, body = _content_clean(merged, where, step_channel)
-            cleaned_variants.append({"key": key, "weight": weight, "subject": subject, "body": body})
+            cleaned_variant = {"key": key, "weight": weight, "subject": subject, "body": body}
+            if merged["body_html"]:
+                cleaned_variant["body_html"] = merged["body_html"]
+            cleaned_variants.append(cleaned_variant)
         out["variants"] = cleaned_variants
     if item.get("offer") not in (None, {}):
         try:
@@ -305,12 +335,15 @@ def _message_clean(item: dict[str, Any], prefix: str, channel: str) -> dict[str,
 
 def _content_clean(item: dict[str, Any], prefix: str, channel: str) -> tuple[str, str]:
     subject, body = item.get("subject") or "", item.get("body") or ""
+    body_html = item.get("body_html") or ""
     if not isinstance(subject, str):
         raise _step_invalid(prefix, "subject", "must be text")
     if not isinstance(body, str):
         raise _step_invalid(prefix, "body", "must be text")
+    if not isinstance(body_html, str):
+        raise _step_invalid(prefix, "body_html", "must be text")
     try:
-        templates_validate(subject=subject, body=body, channel=channel)
+        templates_validate(subject=subject, body=body, channel=channel, body_html=body_html)
         storable_text(subject, "subject")
         storable_text(body, "body")
     except ApplicationError as error:

@@ -59,6 +59,7 @@ class SuppressionReason(models.TextChoices):
     EXPIRED = "expired", "Not sent in time"
     GOAL = "goal", "The customer bought before it went out"
     EXITED = "exited", "Its journey entry ended before it went out"
+    TOPIC_OPT_OUT = "topic_opt_out", "Opted out of the campaign's topic"
 
 
 class ExitOn(models.TextChoices):
@@ -93,6 +94,11 @@ class Campaign(models.Model):
     channel = models.CharField(max_length=16, choices=Channel.choices, default=Channel.EMAIL)
     subject = models.TextField(blank=True, default="", help_text="Template; the email subject or push title")
     body = models.TextField(help_text="Template (Django template language, sandboxed)")
+    # HTML email (SPEC §4.2): rendered into the shop's EmailLayout; "" sends text only.
+    body_html = models.TextField(blank=True, default="", help_text="Template of the HTML part of an email")
+    topic = models.ForeignKey(
+        "campaigns.Topic", null=True, blank=True, on_delete=models.PROTECT, related_name="campaigns", db_index=False
+    )
     params = models.JSONField(default=dict, blank=True, help_text="Trigger parameters; {} means the defaults")
     audience = models.JSONField(default=dict, blank=True, help_text="Audience filter; {} means everyone eligible")
     offer = models.JSONField(default=dict, blank=True, help_text='e.g. {"bonus_points": 100}')
@@ -428,3 +434,7 @@ class MessageCount(models.Model):
 
     def __str__(self) -> str:
         return f"campaign {self.campaign_id}: {self.status} {self.messages}"
+
+
+# The content models (SPEC §4.2) live in their own module; imported here so they are the app's.
+from campaigns.content.models import EmailLayout, Topic, TopicPreference, TopicPreferenceEvent  # noqa: E402, F401

@@ -16,6 +16,7 @@ class CampaignSerializer(serializers.ModelSerializer):
     channel = serializers.ChoiceField(choices=Channel.values, read_only=True)
     steps = serializers.ListField(child=serializers.DictField(), read_only=True, help_text="Journey steps (SPEC §4.1)")
     reentry = serializers.SerializerMethodField(help_text='"never" or {"after_days": N}')
+    topic = serializers.SlugRelatedField(slug_field="code", read_only=True, help_text="The topic's code (SPEC §4.2)")
 
     class Meta:
         model = Campaign
@@ -33,6 +34,12 @@ class CampaignWriteSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=CampaignStatus.choices, required=False, default=CampaignStatus.DRAFT)
     subject = serializers.CharField(required=False, allow_blank=True, help_text="Template; required for email")
     body = serializers.CharField(help_text="Template (Django template language, sandboxed)")
+    body_html = serializers.CharField(
+        required=False, allow_blank=True, help_text="Email only: HTML template, rendered in the shop's layout"
+    )
+    topic = serializers.CharField(
+        required=False, help_text="Topic code (promotions, reminders, loyalty, surveys, or one staff add)"
+    )
     params = serializers.DictField(required=False, help_text="Trigger parameters; {} means the trigger's defaults")
     audience = serializers.DictField(
         required=False,

@@ -38,7 +38,17 @@ MAX_BODY_OUTPUT = MAX_VALUE_LENGTH  # 512 KB
 MAX_LOOP_NESTING = 3
 MAX_BLOCK_NESTING = 32
 RENDER_SECONDS = 1.0
-CONTEXT_NAMES = ("customer", "cart", "points", "offer", "purchase", "campaign", "unsubscribe_url")
+CONTEXT_NAMES = (
+    "customer",
+    "cart",
+    "points",
+    "offer",
+    "purchase",
+    "campaign",
+    "unsubscribe_url",
+    "preferences_url",
+    "nps_links",
+)
 
 
 class SandboxEngine(Engine):
@@ -170,9 +180,10 @@ def _zone(tz: str) -> dt.tzinfo:
         return timezone.get_default_timezone()
 
 
-def _render_budgeted(template: Template, context: dict[str, Any], deadline: float) -> str:
+def _render_budgeted(template: Template, context: dict[str, Any], deadline: float, autoescape: bool = False) -> str:
     budget = Budget(limit=getattr(template, "output_limit", MAX_BODY_OUTPUT), deadline=deadline)
-    budgeted = Context(context, autoescape=False)
+    # autoescape: on for HTML email bodies, so a customer's name cannot become markup.
+    budgeted = Context(context, autoescape=autoescape)
     budgeted.budget = budget
     try:
         output = template.render(budgeted)
@@ -183,13 +194,13 @@ def _render_budgeted(template: Template, context: dict[str, Any], deadline: floa
     return output
 
 
-def render(template: Template, context: dict[str, Any], tz: str) -> str:
+def render(template: Template, context: dict[str, Any], tz: str, *, autoescape: bool = False) -> str:
     """Render in the customer's time zone, so ``{{ customer.last_purchase_at|date }}`` is their local time.
 
     Raises BudgetExceeded past the time or output budget (a template compiled by ``template_compile``).
     """
     with timezone.override(_zone(tz)):
-        return _render_budgeted(template, context, time.monotonic() + RENDER_SECONDS)
+        return _render_budgeted(template, context, time.monotonic() + RENDER_SECONDS, autoescape)
 
 
 def render_all(templates: tuple[Template, ...], context: dict[str, Any], tz: str) -> tuple[str, ...]:
@@ -202,18 +213,23 @@ def render_all(templates: tuple[Template, ...], context: dict[str, Any], tz: str
         return tuple(_render_budgeted(template, context, deadline) for template in templates)
 
 
-def templates_validate(*, subject: str, body: str, channel: str) -> None:
-    """Compile and trial-render both templates; raises ApplicationError naming the field."""
+def templates_validate(*, subject: str, body: str, channel: str, body_html: str = "") -> None:
+    """Compile and trial-render the templates; raises ApplicationError naming the field. An email
+    with an HTML body may leave the text body empty: its text part is made from the HTML."""
     if channel == Channel.EMAIL and not (subject or "").strip():
         raise ApplicationError(
             "subject: an email needs a subject", code="invalid", fields={"subject": ["an email needs a subject"]}
         )
-    if not (body or "").strip():
+    if body_html and channel != Channel.EMAIL:
+        raise ApplicationError(
+            "body_html: only email has an HTML body", code="invalid", fields={"body_html": ["only email has one"]}
+        )
+    if not (body or "").strip() and not (body_html or "").strip():
         raise ApplicationError("body: is required", code="invalid", fields={"body": ["is required"]})
-    for field, source in (("subject", subject or ""), ("body", body)):
+    for field, source in (("subject", subject or ""), ("body", body or ""), ("body_html", body_html or "")):
         template = template_compile(source, field)
         try:
-            render(template, sample_context(), "UTC")
+            render(template, sample_context(), "UTC", autoescape=field == "body_html")
         except Exception as error:  # over budget, or any error a filter raises at render time
             raise template_error(field, error) from None
 
@@ -303,4 +319,6 @@ def sample_context() -> dict[str, Any]:
         "purchase": {"external_id": "sample-order", "placed_at": now - dt.timedelta(days=7), "total": Decimal("59.90")},
         "campaign": {"name": "Sample campaign"},
         "unsubscribe_url": "https://shop.example.com/unsubscribe/sample",
+        "preferences_url": "https://shop.example.com/preferences/sample",
+        "nps_links": "\n".join(f"{score}: https://shop.example.com/nps/sample-{score}" for score in range(11)),
     }

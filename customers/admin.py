@@ -16,6 +16,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from campaigns.channels.registry import CHANNELS, channel_definition
 from customers import loyalty_admin, selectors, selectors_360, selectors_loyalty
 from customers.filters import customers_by_has_purchased
 from customers.models import (
@@ -78,7 +79,7 @@ def tier_name_subquery(code_field: str) -> Coalesce:
 
 def consent_filter(channel: str) -> type[admin.SimpleListFilter]:
     class ConsentFilter(admin.SimpleListFilter):
-        title = f"{Channel(channel).label} consent"
+        title = channel_definition(channel).consent_label
         parameter_name = f"consent_{channel}"
 
         def lookups(self, request, model_admin):
@@ -139,11 +140,6 @@ class TierFilter(admin.SimpleListFilter):
 class CustomerForm(forms.ModelForm):
     """Edits personal data and consents; the service validates and records consent history."""
 
-    consent_email = forms.BooleanField(required=False, label="Email consent")
-    consent_sms = forms.BooleanField(required=False, label="SMS consent")
-    consent_push = forms.BooleanField(required=False, label="Push consent")
-    consent_webhook = forms.BooleanField(required=False, label="Webhook consent")
-
     class Meta:
         model = Customer
         fields = ("external_id", *EDITABLE_CUSTOMER_FIELDS)
@@ -152,11 +148,13 @@ class CustomerForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if self.instance.pk:
             for channel, granted in selectors.customer_consents(customer=self.instance).items():
-                self.fields[f"consent_{channel}"].initial = granted
+                self.fields[channel_definition(channel).consent_field].initial = granted
 
     def service_data(self) -> dict[str, Any]:
         data = {name: self.cleaned_data.get(name) for name in EDITABLE_CUSTOMER_FIELDS if name in self.cleaned_data}
-        data["consents"] = {channel: bool(self.cleaned_data.get(f"consent_{channel}")) for channel in Channel.values}
+        data["consents"] = {
+            definition.key: bool(self.cleaned_data.get(definition.consent_field)) for definition in CHANNELS.values()
+        }
         return data
 
     def clean(self) -> dict[str, Any]:
@@ -183,6 +181,13 @@ class CustomerForm(forms.ModelForm):
         pass
 
 
+# One consent checkbox per channel, from the channel registry (declared, so the fieldsets may name them).
+for _definition in CHANNELS.values():
+    CustomerForm.declared_fields[_definition.consent_field] = CustomerForm.base_fields[_definition.consent_field] = (
+        forms.BooleanField(required=False, label=_definition.consent_label)
+    )
+
+
 @admin.register(Customer)
 class CustomerAdmin(CappedCountAdminMixin, admin.ModelAdmin):
     form = CustomerForm
@@ -201,7 +206,7 @@ class CustomerAdmin(CappedCountAdminMixin, admin.ModelAdmin):
     # The customers who bought last come first; those who never bought, last.
     ordering = (F("last_purchase_at").desc(nulls_last=True), "-id")
     list_filter = (
-        *(consent_filter(channel) for channel in Channel.values),
+        *(consent_filter(channel) for channel in CHANNELS),
         TierFilter,
         HasPurchasedFilter,
         LastPurchaseFilter,
@@ -218,7 +223,7 @@ class CustomerAdmin(CappedCountAdminMixin, admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("external_id",)}),
         ("Personal data", {"fields": EDITABLE_CUSTOMER_FIELDS}),
-        ("Consents", {"fields": ("consent_email", "consent_sms", "consent_push", "consent_webhook")}),
+        ("Consents", {"fields": tuple(definition.consent_field for definition in CHANNELS.values())}),
         ("Purchase stats and loyalty", {"fields": CUSTOMER_STATS_FIELDS}),
     )
 

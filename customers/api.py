@@ -4,12 +4,14 @@ Thin views: parse the body, call one service or selector, render. Every rule liv
 services, every error leaves through the API's exception handler in the SPEC's shape.
 """
 
-from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view
+from drf_spectacular.utils import OpenApiExample, extend_schema, extend_schema_view, inline_serializer
 from rest_framework import generics, status
+from rest_framework import serializers as drf_serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from campaigns.services.telegram import telegram_link_url
 from customers import selectors
 from customers.filters import CustomerFilter
 from customers.serializers import (
@@ -64,7 +66,7 @@ CUSTOMER_RESPONSE = {
     "tier": "bronze",
     "rfm_segment": "Loyal",
     "churn_risk": 0.12,
-    "consents": {"email": True, "sms": False, "push": False, "webhook": False},
+    "consents": {"email": True, "sms": False, "push": False, "webhook": False, "telegram": False},
 }
 PURCHASE_RESPONSE = {
     "external_id": "order-10001",
@@ -191,6 +193,37 @@ class CustomerConsentApi(APIView):
         customer = customer_get(external_id=external_id)
         consent_set(customer=customer, channel=data.get("channel"), granted=data.get("granted"), source=source)
         return Response(CustomerSerializer(customer).data)
+
+
+class CustomerTelegramLinkApi(APIView):
+    """The signed deep link that connects the customer's Telegram chat to the shop's bot (SPEC §4.2)."""
+
+    required_scopes = {"POST": "write"}
+    required_permissions = {"POST": "customers.change_customer"}
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: inline_serializer("TelegramLink", {"url": drf_serializers.URLField()}),
+            409: ErrorSerializer,
+            **ERRORS,
+        },
+        summary="Create a Telegram deep link",
+        description=(
+            "Answers `https://t.me/<bot>?start=<token>`, valid for 7 days. When the customer opens it and"
+            " presses Start, the bot stores their chat and grants `telegram` consent (source `telegram`);"
+            " `/stop` in the chat revokes it. 409 when the customer was erased or TELEGRAM_BOT_NAME is not set."
+        ),
+        examples=[
+            OpenApiExample(
+                "Deep link",
+                value={"url": "https://t.me/ShopBot?start=g8-1mXk2f-Qm9nRk3sVbW1yZcX0aT4uLp"},
+                response_only=True,
+            )
+        ],
+    )
+    def post(self, request: Request, external_id: str) -> Response:
+        return Response({"url": telegram_link_url(external_id=external_id)})
 
 
 class CustomerEraseApi(APIView):

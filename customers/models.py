@@ -29,6 +29,7 @@ class Channel(models.TextChoices):
     SMS = "sms", "SMS"
     PUSH = "push", "Push"
     WEBHOOK = "webhook", "Webhook"
+    TELEGRAM = "telegram", "Telegram"
 
 
 class ConsentSource(models.TextChoices):
@@ -38,6 +39,8 @@ class ConsentSource(models.TextChoices):
     UNSUBSCRIBE_LINK = "unsubscribe_link", "Unsubscribe link"
     PROVIDER = "provider", "Provider (bounce or complaint)"
     ERASURE = "erasure", "GDPR erasure"
+    TELEGRAM = "telegram", "Telegram bot (/start, /stop)"
+    PREFERENCE_CENTRE = "preference_centre", "Preference centre"
 
 
 class Customer(models.Model):
@@ -46,6 +49,9 @@ class Customer(models.Model):
     external_id = models.CharField(max_length=EXTERNAL_ID_MAX_LENGTH)
     email = models.EmailField(blank=True, default="")
     phone = models.CharField(max_length=16, blank=True, default="", help_text="E.164, e.g. +4915112345678")
+    # The Telegram chat the customer linked through the bot's deep link (SPEC §4.2); "" until then.
+    # db_default too: set-based writers (the CSV import, bulk loads) insert rows without naming it.
+    telegram_chat_id = models.CharField(max_length=32, blank=True, default="", db_default="")
     first_name = models.CharField(max_length=150, blank=True, default="")
     last_name = models.CharField(max_length=150, blank=True, default="")
     birth_date = models.DateField(null=True, blank=True)
@@ -85,6 +91,10 @@ class Customer(models.Model):
             models.UniqueConstraint(fields=["external_id"], name="customer_external_id_unique"),
             models.CheckConstraint(condition=~Q(external_id=""), name="customer_external_id_not_empty"),
             models.CheckConstraint(condition=Q(phone="") | Q(phone__regex=E164_PATTERN), name="customer_phone_e164"),
+            # One customer per chat; a partial index, so customers without one cost it nothing.
+            models.UniqueConstraint(
+                fields=["telegram_chat_id"], condition=~Q(telegram_chat_id=""), name="customer_telegram_chat_unique"
+            ),
             models.CheckConstraint(condition=Q(total_spent__gte=0), name="customer_total_spent_gte_0"),
             models.CheckConstraint(condition=Q(points_balance__gte=0), name="customer_points_balance_gte_0"),
         ]
@@ -338,6 +348,10 @@ class NpsResponse(models.Model):
     score = models.PositiveSmallIntegerField()
     comment = models.TextField(blank=True, default="")
     answered_at = models.DateTimeField(default=now)
+    # The campaign message it answers (SPEC §4.2 NPS in the message); empty for answers from the API.
+    message = models.ForeignKey(
+        "campaigns.Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
 
     class Meta:
         ordering = ["-answered_at", "-id"]
@@ -345,6 +359,8 @@ class NpsResponse(models.Model):
         verbose_name_plural = "NPS answers"
         constraints = [
             models.CheckConstraint(condition=Q(score__gte=0) & Q(score__lte=10), name="nps_score_0_to_10"),
+            # One answer per message: a later click replaces it (campaigns/content/nps.py).
+            models.UniqueConstraint(fields=["message"], condition=Q(message__isnull=False), name="nps_one_per_message"),
         ]
         indexes = [models.Index(fields=["answered_at"], name="nps_answered_at_idx")]
 

@@ -12,6 +12,11 @@ urlpatterns = [
     re_path(rf"^customers/{EXTERNAL_ID}/?$", api.CustomerDetailApi.as_view(), name="customer-detail"),
     re_path(rf"^customers/{EXTERNAL_ID}/consents/?$", api.CustomerConsentApi.as_view(), name="customer-consents"),
     re_path(rf"^customers/{EXTERNAL_ID}/erase/?$", api.CustomerEraseApi.as_view(), name="customer-erase"),
+    re_path(
+        rf"^customers/{EXTERNAL_ID}/telegram-link/?$",
+        api.CustomerTelegramLinkApi.as_view(),
+        name="customer-telegram-link",
+    ),
     re_path(rf"^customers/{EXTERNAL_ID}/loyalty/?$", loyalty_api.CustomerLoyaltyApi.as_view(), name="customer-loyalty"),
     re_path(
         rf"^customers/{EXTERNAL_ID}/loyalty/redeem/?$", loyalty_api.LoyaltyRedeemApi.as_view(), name="loyalty-redeem"

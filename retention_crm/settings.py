@@ -178,6 +178,19 @@ for _channel in ("sms", "push", "webhook"):
         "TOKEN": env.str(f"{_prefix}_TOKEN", default=""),
         "TIMEOUT": env.float(f"{_prefix}_TIMEOUT", default=10.0),
     }
+# Telegram (SPEC §4.2): the Bot API's token and the bot's username (for t.me deep links), the API's
+# address (a local stand-in in tests) and the secret path segment of the bot's webhook, which must
+# be registered with the Bot API's setWebhook (docs/OPERATIONS.md). No token: telegram sends retry
+# and then fail; no secret: the webhook refuses everything.
+TELEGRAM_BOT_TOKEN = env.str("TELEGRAM_BOT_TOKEN", default="")
+TELEGRAM_BOT_NAME = env.str("TELEGRAM_BOT_NAME", default="")
+TELEGRAM_API_URL = env.str("TELEGRAM_API_URL", default="https://api.telegram.org")
+TELEGRAM_WEBHOOK_SECRET = env.str("TELEGRAM_WEBHOOK_SECRET", default="")
+# Without a bot token telegram messages print to the console, as the other channels do without a URL.
+CAMPAIGN_CHANNELS["telegram"] = {
+    "BACKEND": env.str("TELEGRAM_BACKEND", default="telegram" if TELEGRAM_BOT_TOKEN else "console"),
+    "TIMEOUT": env.float("TELEGRAM_TIMEOUT", default=10.0),
+}
 # The file backend's folder (one JSON line per message and channel).
 CAMPAIGN_FILE_DIR = env.str("CAMPAIGN_FILE_DIR", default=str(VAR_DIR / "outbox"))
 # Providers sign their delivery callbacks with this secret (HMAC-SHA256 over "<timestamp>.<body>",
@@ -190,6 +203,14 @@ CAMPAIGN_CALLBACK_TOLERANCE_SECONDS = env.int("CAMPAIGN_CALLBACK_TOLERANCE_SECON
 CAMPAIGN_SENDING_STALE_SECONDS = env.int("CAMPAIGN_SENDING_STALE_SECONDS", default=900)
 # Messages one send task claims at a time.
 CAMPAIGN_SEND_BATCH_SIZE = env.int("CAMPAIGN_SEND_BATCH_SIZE", default=500)
+# Connections to the mail server (SMTP, or an ESP through django-anymail) one send task uses at once,
+# each in its own thread recording each of its messages right after the send: a worker that dies
+# leaves at most this many sent-but-unrecorded messages. 1 sends one message at a time.
+CAMPAIGN_SMTP_CONNECTIONS = env.int("CAMPAIGN_SMTP_CONNECTIONS", default=4)
+# A send's record commits without waiting for the disk flush (synchronous_commit off for that
+# statement): a dead worker cannot lose it; only a PostgreSQL crash could lose the last fraction of
+# a second of records, whose messages would then be sent again. false waits for the flush.
+CAMPAIGN_SEND_RECORD_ASYNC_COMMIT = env.bool("CAMPAIGN_SEND_RECORD_ASYNC_COMMIT", default=True)
 
 # --- Security (all on once DEBUG is off; `manage.py check --deploy` stays clean) -----------------
 # X-Forwarded-Proto is believed only behind a proxy that sets it (and strips a client's own).

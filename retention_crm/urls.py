@@ -4,6 +4,7 @@ from django.templatetags.static import static
 from django.urls import include, path, re_path, reverse
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from campaigns.telegram_views import telegram_webhook
 from campaigns.views import unsubscribe
 from retention_crm.api.errors import json_not_found
 from retention_crm.health import healthz
@@ -41,6 +42,9 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("healthz", healthz, name="healthz"),
     re_path(r"^unsubscribe/(?P<token>[^/]+)/?$", unsubscribe, name="campaigns-unsubscribe"),
+    # The customer's own pages behind a message's links: /c/ /o/ /preferences/ /nps/ (SPEC §4.2).
+    path("", include("campaigns.content.urls")),
+    re_path(r"^telegram/webhook/(?P<secret>[^/]+)/?$", telegram_webhook, name="telegram-webhook"),
     re_path(r"^api/", json_not_found),  # unknown API paths answer JSON, also while DEBUG is on
 ]
 

@@ -15,23 +15,37 @@ from types import TracebackType
 
 
 class TransientError(Exception):
-    """Try again later."""
+    """Try again later: after ``retry_after`` seconds when the provider said so (HTTP 429), else
+    after the sender's own backoff."""
+
+    def __init__(self, *args: object, retry_after: float | None = None) -> None:
+        super().__init__(*args)
+        self.retry_after = retry_after
 
 
 class PermanentError(Exception):
-    """The provider refused this message; trying again will not help."""
+    """The provider refused this message; trying again will not help.
+
+    ``revoke_consent``: the recipient turned the channel off at the provider (e.g. blocked the bot),
+    so the sender revokes the customer's consent for the channel, as a hard bounce does for email.
+    """
+
+    def __init__(self, *args: object, revoke_consent: bool = False) -> None:
+        super().__init__(*args)
+        self.revoke_consent = revoke_consent
 
 
 @dataclass(frozen=True)
 class Outgoing:
     uuid: str
     channel: str
-    to: str  # email address, E.164 phone number, or the customer's external id (push, webhook)
+    to: str  # the channel's address (campaigns.channels.registry): email, phone, external id, chat id
     customer: str  # the customer's external id
     subject: str
     body: str
     unsubscribe_url: str
     campaign_id: int
+    html: str = ""  # email: the HTML part in the shop's layout (campaigns.content); "" sends text only
 
     def payload(self) -> dict[str, object]:
         """The JSON body HTTP and development backends send or record."""
@@ -48,11 +62,14 @@ class Outgoing:
 
 
 class ChannelBackend(ABC):
-    # Whether the sender must record each message's outcome before the next send. True for real
-    # providers: a worker dying mid-batch can then leave at most one message sent-but-unrecorded
-    # (the duplicate window, closed by the provider honouring the idempotency key). In-process
-    # development backends record the whole batch at once, which is much faster.
+    # Whether the sender must confirm each sent message (its receipt, campaigns.services.send_receipts)
+    # before the next send. True for real providers: a worker dying mid-batch can then leave at most
+    # one message sent-but-unconfirmed per connection (the duplicate window, closed by the provider
+    # honouring the idempotency key). In-process development backends record the batch at once.
     confirm_each: bool = True
+    # How many connections to the provider one batch may use at once (campaigns.channels.lanes),
+    # each confirming its own sends; the duplicate window is then one message per connection.
+    connections: int = 1
 
     def open(self) -> None:  # noqa: B027 - an optional hook; most backends need no set-up
         """Open connections for a batch."""

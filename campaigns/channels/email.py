@@ -11,13 +11,17 @@ duplicates by Message-ID (Gmail among them) show it once.
 """
 
 import contextlib
+import re
 import smtplib
 
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
+from django.core.mail.backends.smtp import EmailBackend as SmtpEmailBackend
+from django.core.mail.message import sanitize_address
 from django.utils.module_loading import import_string
 
 from campaigns.channels.base import ChannelBackend, Outgoing, PermanentError, TransientError
+from campaigns.content.email_message import email_message_build
 
 # Django email backends that deliver within this process (development and tests).
 IN_PROCESS_BACKENDS = {
@@ -61,6 +65,8 @@ class EmailChannel(ChannelBackend):
     def __init__(self, **options: object) -> None:
         self.connection = None
         self.confirm_each = settings.EMAIL_BACKEND not in IN_PROCESS_BACKENDS
+        # Several SMTP (or ESP) connections per batch, each confirming its own sends.
+        self.connections = settings.CAMPAIGN_SMTP_CONNECTIONS if self.confirm_each else 1
         self.domain = message_id_domain()
 
     def open(self) -> None:
@@ -78,28 +84,41 @@ class EmailChannel(ChannelBackend):
                 self.connection.close()
             self.connection = None
 
-    def build(self, message: Outgoing) -> EmailMessage:
-        return EmailMessage(
-            subject=message.subject,
-            body=message.body,
-            from_email=settings.DEFAULT_FROM_EMAIL,
-            to=[message.to],
-            headers={
-                "Message-ID": f"<{message.uuid}@{self.domain}>",
-                "List-Unsubscribe": f"<{message.unsubscribe_url}>",
-                "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-                "X-Campaign": str(message.campaign_id),
-            },
+    def _connection_lost(self) -> bool:
+        """smtplib closes its socket itself on some answers (421: the server is closing)."""
+        smtp = getattr(self.connection, "connection", None)
+        return smtp is not None and getattr(smtp, "sock", True) is None
+
+    def _deliver(self, email: EmailMessage) -> bool:
+        """Hand the email to the backend. Over Django's own SMTP backend, what its ``send_messages``
+        does, minus the lock (a connection is one lane's) and a parse of every address: plain ASCII
+        addresses, which sanitising leaves as they are, go to the envelope unparsed."""
+        backend = self.connection
+        if type(backend) is not SmtpEmailBackend or backend.connection is None:
+            return bool(backend.send_messages([email]))
+        recipients = email.recipients()
+        if not recipients:
+            return False
+        encoding = email.encoding or settings.DEFAULT_CHARSET
+        backend.connection.sendmail(
+            envelope_address(email.from_email, encoding),
+            [envelope_address(address, encoding) for address in recipients],
+            email.message().as_bytes(linesep="\r\n"),
         )
+        return True
+
+    def build(self, message: Outgoing) -> EmailMessage:
+        # Text only, or multipart/alternative with the HTML part (SPEC §4.2).
+        return email_message_build(message, domain=self.domain)
 
     def send(self, message: Outgoing) -> str:
         if self.connection is None:
             self.open()
         try:
-            sent = self.connection.send_messages([self.build(message)])
+            sent = self._deliver(self.build(message))
         except smtplib.SMTPException as error:
-            if isinstance(error, smtplib.SMTPServerDisconnected):
-                self.close()
+            if isinstance(error, smtplib.SMTPServerDisconnected) or self._connection_lost():
+                self.close()  # the next send opens a new connection: only this message is retried
             raise _classify_smtp(error) from error
         except OSError as error:
             self.close()
@@ -111,6 +130,14 @@ class EmailChannel(ChannelBackend):
         if not sent:
             raise TransientError("the email backend reported nothing sent")
         return f"<{message.uuid}@{self.domain}>"
+
+
+# An address sanitize_address would return unchanged: ASCII, no display name, no quoting.
+PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*")
+
+
+def envelope_address(address: str, encoding: str) -> str:
+    return address if PLAIN_ADDRESS.fullmatch(address) else sanitize_address(address, encoding)
 
 
 def email_backend_class() -> type:

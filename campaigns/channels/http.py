@@ -51,17 +51,11 @@ class HttpChannel(ChannelBackend):
             self.connection.close()
             self.connection = None
 
-    def send(self, message: Outgoing) -> str:
+    def post(self, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        """POST ``body`` to the channel's path over the kept-alive connection: (status, content).
+        A network failure is transient."""
         if self.connection is None:
             self.open()
-        headers = {
-            "Content-Type": "application/json",
-            "Idempotency-Key": message.uuid,
-            "User-Agent": USER_AGENT,
-        }
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        body = json.dumps(message.payload()).encode()
         try:
             self.connection.request("POST", self.path, body=body, headers=headers)
             response = self.connection.getresponse()
@@ -69,9 +63,19 @@ class HttpChannel(ChannelBackend):
         except (TimeoutError, OSError, http.client.HTTPException) as error:
             self.close()  # the connection's state is unknown: start afresh
             raise TransientError(f"{self.host}: {error!r}") from error
-        status = response.status
         if response.will_close:
             self.close()
+        return response.status, content
+
+    def send(self, message: Outgoing) -> str:
+        headers = {
+            "Content-Type": "application/json",
+            "Idempotency-Key": message.uuid,
+            "User-Agent": USER_AGENT,
+        }
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        status, content = self.post(json.dumps(message.payload()).encode(), headers)
         if 200 <= status < 300:
             return _provider_id(content)
         detail = f"HTTP {status}: {content[:MAX_ERROR_BODY].decode(errors='replace')}"

@@ -22,13 +22,13 @@ import logging
 from django.db import connection
 
 from campaigns.audience import granted_join
+from campaigns.channels.registry import address_sql
 from campaigns.journey import Journey, Step, journey_of
 from campaigns.models import Campaign, ExitOn
 from campaigns.services.evaluation import EvaluationResult
 from campaigns.services.policy import Policy, customer_tz_sql
 from campaigns.services.steps_sql import (
     Arrival,
-    address_sql,
     arrival,
     message_ctes,
     message_insert,

@@ -17,6 +17,7 @@ from django.db import connection
 from django.utils import timezone
 
 from campaigns.audience import audience_clean
+from campaigns.content.topics import topic_allowed_sql
 from campaigns.models import HOLDOUT_PERCENT_MAX
 from campaigns.services.evaluation import customer_conditions
 from campaigns.services.policy import customer_tz_sql
@@ -47,6 +48,7 @@ class Target:
     audience: dict[str, Any]
     holdout_percent: int
     campaign_id: int | None = None  # a saved campaign: its ledger and its control-group hash apply
+    topic_id: int | None = None  # customers out of the topic never enter (SPEC §4.2)
 
     @classmethod
     def clean(
@@ -58,6 +60,7 @@ class Target:
         audience: Any,
         holdout_percent: Any = 10,
         campaign_id: int | None = None,
+        topic: Any = None,
     ) -> "Target":
         """Raises ApplicationError naming the field, like the campaign's own validation."""
         definition = trigger_get(trigger)
@@ -73,6 +76,8 @@ class Target:
             audience=audience_clean(audience),
             holdout_percent=holdout,
             campaign_id=campaign_id,
+            # The editor posts the topic's id; "" (or junk) means the trigger's default topic.
+            topic_id=int(topic) if isinstance(topic, str) and topic.strip().isdigit() and len(topic) < 18 else None,
         )
 
 
@@ -93,7 +98,10 @@ def _not_entered(target: Target, dedupe_key: Sql) -> Sql:
 
 
 def _customer_conditions(target: Target) -> list[tuple[str, Sql | str]]:
-    return customer_conditions(channel=target.channel, audience=target.audience)
+    return [
+        *customer_conditions(channel=target.channel, audience=target.audience),
+        ("topic", topic_allowed_sql(topic_id=target.topic_id, customer="c.id", trigger=target.trigger)),
+    ]
 
 
 # --- The audience estimate --------------------------------------------------------------------------
@@ -280,6 +288,8 @@ def customer_eligibility(*, target: Target, customer_id: int, now: dt.datetime |
         reasons.append(f"no {channel} consent")
     if not passed["address"]:
         reasons.append(f"no address for {channel}")
+    if not passed["topic"]:
+        reasons.append("they opted out of the campaign's topic")
     for name, ok in passed.items():
         if name.startswith("audience.") and not ok:
             reasons.append(_audience_explanation(name.removeprefix("audience."), target.audience))

@@ -9,6 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from campaigns.audience import audience_clean
+from campaigns.content.topics import topic_clean
 from campaigns.journey import reentry_clean, steps_clean
 from campaigns.models import (
     ATTRIBUTION_DAYS_MAX,
@@ -37,6 +38,8 @@ CAMPAIGN_FIELDS = (
     "status",
     "subject",
     "body",
+    "body_html",
+    "topic",
     "params",
     "audience",
     "offer",
@@ -104,10 +107,14 @@ def campaign_clean(*, data: Any, instance: Campaign | None = None) -> CampaignDa
         raise v.invalid("subject", "must be text")
     if not isinstance(body, str):
         raise v.invalid("body", "must be text")
+    body_html = current("body_html", "") or ""
+    if not isinstance(body_html, str):
+        raise v.invalid("body_html", "must be text")
     # With steps, the messages are the steps'; the campaign's own subject and body are optional.
-    if not values["steps"] or subject or body:
-        templates_validate(subject=subject, body=body, channel=values["channel"])
-    values["subject"], values["body"] = subject, body
+    if not values["steps"] or subject or body or body_html:
+        templates_validate(subject=subject, body=body, channel=values["channel"], body_html=body_html)
+    values["subject"], values["body"], values["body_html"] = subject, body, body_html
+    values["topic"] = topic_clean(current("topic"), trigger=trigger.name)
     values["exit_on"] = v.clean_choice(current("exit_on", ExitOn.PURCHASE), "exit_on", ExitOn.values)
     if "reentry" in data or instance is None:
         values["reentry_after_days"] = reentry_clean(data.get("reentry"), has_steps=bool(values["steps"]))

@@ -11,11 +11,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.mail import EmailMessage, get_connection
+from django.core.mail import EmailMultiAlternatives, get_connection
 from django.db import transaction
 from django.utils import timezone
 
 from campaigns.channels.email import message_id_domain
+from campaigns.content.preview import html_preview
 from campaigns.journey import IMPLICIT_STEP_KEY, Journey, Step, journey_of, steps_clean
 from campaigns.models import Campaign
 from campaigns.offers import offer_clean, offer_context
@@ -62,6 +63,7 @@ class Preview:
     customer: str | None  # the external id it was rendered for; None: the sample customer
     step_key: str = IMPLICIT_STEP_KEY
     variant_key: str = ""  # "": the step has no variants
+    html: str = ""  # the HTML email in the shop's layout; "": the step has no HTML body
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class Content:
     subject: str
     body: str
     field_prefix: str
+    body_html: str = ""
 
 
 def _expiring_days(trigger: str, params: Any) -> int:
@@ -92,6 +95,7 @@ def preview_context(*, customer_external_id: str | None, offer: Any, trigger: st
     prefix = offer_values.get("code_prefix", "CRM")
     context["offer"] = offer_context(offer_values, f"{prefix}-PREVIEW")
     context["unsubscribe_url"] = f"{settings.SITE_URL}/unsubscribe/preview"
+    context["preferences_url"] = f"{settings.SITE_URL}/preferences/preview"
     if not customer_external_id:
         return context
     v.clean_external_id(customer_external_id, "preview_customer")
@@ -171,7 +175,14 @@ def _content(step: Step, position: int | None, variant_key: str | None) -> Conte
     prefix = "" if position is None else f"steps[{position}]."
     if variant:
         prefix += f"variants[{[x.key for x in step.variants].index(variant)}]."
-    return Content(step=step, variant_key=variant, subject=subject, body=body, field_prefix=prefix)
+    return Content(
+        step=step,
+        variant_key=variant,
+        subject=subject,
+        body=body,
+        field_prefix=prefix,
+        body_html=step.html_content(variant),
+    )
 
 
 def draft_content(
@@ -183,13 +194,21 @@ def draft_content(
     offer: Any,
     step_key: str | None = None,
     variant_key: str | None = None,
+    body_html: str = "",
 ) -> Content:
     """The content of one step of an unsaved journey. Only the chosen step is validated, so a step
     still being written elsewhere in the journey does not stop the preview of this one."""
     if not steps:
         if step_key and step_key != IMPLICIT_STEP_KEY:
             raise v.invalid("preview_step", f"no message step with key {step_key!r}")
-        draft = Campaign(steps=[], channel=channel, subject=subject or "", body=body or "", offer=offer or {})
+        draft = Campaign(
+            steps=[],
+            channel=channel,
+            subject=subject or "",
+            body=body or "",
+            body_html=body_html or "",
+            offer=offer or {},
+        )
         return _content(journey_of(draft).first, None, variant_key)
     if not isinstance(steps, list):
         raise v.invalid("steps", "must be a list of steps")
@@ -227,12 +246,17 @@ def content_render(
         except Exception as error:
             message = f"template error: {error}"
             raise ApplicationError(f"{field}: {message}", code="invalid_template", fields={field: [message]}) from None
+    subject = " ".join(rendered["subject"].split())
+    html, html_text = html_preview(
+        source=content.body_html, context=context, tz=tz, subject=subject, field=f"{content.field_prefix}body_html"
+    )
     return Preview(
-        subject=" ".join(rendered["subject"].split()),
-        body=rendered["body"],
+        subject=subject,
+        body=rendered["body"] or html_text,
         customer=customer_external_id,
         step_key=content.step.key,
         variant_key=content.variant_key,
+        html=html,
     )
 
 
@@ -248,6 +272,7 @@ def campaign_preview(
     channel: str = Channel.EMAIL,
     step_key: str | None = None,
     variant_key: str | None = None,
+    body_html: str = "",
 ) -> Preview:
     """Render unsaved templates for a customer: one step (``step_key``, default the first message
     step) and one of its variants (``variant_key``, default the first) of the unsaved ``steps``, or
@@ -261,6 +286,7 @@ def campaign_preview(
         offer=offer,
         step_key=step_key,
         variant_key=variant_key,
+        body_html=body_html,
     )
     step_offer = content.step.offer if steps else offer
     return content_render(
@@ -386,14 +412,17 @@ def campaign_send_test(
         customer_external_id=customer_external_id,
     )
     stamp = int(timezone.now().timestamp() * 1000)
-    EmailMessage(
+    test_email = EmailMultiAlternatives(
         subject=f"[TEST] {preview.subject}",
         body=preview.body,
         from_email=settings.DEFAULT_FROM_EMAIL,
         to=[address],
         headers={"Message-ID": f"<test-{campaign.pk}-{stamp}@{message_id_domain()}>", "X-Campaign-Test": "1"},
         connection=get_connection(fail_silently=False),
-    ).send()
+    )
+    if preview.html:  # the HTML part as it will be sent (links untracked: a test records nothing)
+        test_email.attach_alternative(preview.html, "text/html")
+    test_email.send()
     return SendTestResult(preview=preview, to=address, destination=email_destination(), explicit_step=journey.explicit)
 
 

@@ -28,12 +28,13 @@ from django.conf import settings
 from django.db import connection
 
 from campaigns.audience import audience_sql, granted_sql
+from campaigns.channels.registry import address_sql
+from campaigns.content.topics import topic_allowed_sql
 from campaigns.journey import Journey, journey_of
 from campaigns.models import Campaign, MessageStatus, SuppressionReason
 from campaigns.services.policy import Policy, customer_tz_sql
 from campaigns.services.steps_sql import (
     HOLDOUT_BUCKETS,
-    address_sql,
     arrival,
     holdout_sql,
     message_ctes,
@@ -121,6 +122,8 @@ def entering_sql(*, campaign: Campaign, policy: Policy, now: dt.datetime, winner
     conditions = [
         candidates.where,
         *(condition for _, condition in customer_conditions(channel=campaign.channel, audience=campaign.audience)),
+        # Out of the campaign's topic: never enters (SPEC §4.2).
+        topic_allowed_sql(topic_id=campaign.topic_id, customer="c.id", trigger=campaign.trigger),
     ]
     now_sql = value(now, "timestamptz")
     campaign_id = value(campaign.pk, "bigint")

@@ -8,6 +8,7 @@ from typing import Any
 from django.db import connection, transaction
 from django.utils import timezone
 
+from campaigns.channels.registry import channel_definition
 from campaigns.models import SENT_STATUSES, Message, MessageStatus
 from campaigns.tokens import InvalidToken, unsubscribe_token_read
 from customers.models import Channel, ConsentSource
@@ -25,13 +26,6 @@ class UnsubscribeTarget:
     address: str  # masked, for the confirmation page
 
 
-def _mask(address: str) -> str:
-    if "@" in address:
-        name, domain = address.split("@", 1)
-        return f"{name[:1]}***@{domain}"
-    return f"***{address[-3:]}" if address else ""
-
-
 def unsubscribe_target(*, token: str) -> UnsubscribeTarget:
     """The message a token names; raises ApplicationError (400) for a tampered or unknown token."""
     try:
@@ -41,9 +35,8 @@ def unsubscribe_target(*, token: str) -> UnsubscribeTarget:
     message = Message.objects.select_related("customer", "campaign").filter(uuid=message_uuid).first()
     if message is None:
         raise ApplicationError("This unsubscribe link is not valid.", code="invalid_token")
-    customer = message.customer
-    address = customer.email if message.channel == Channel.EMAIL else customer.phone or customer.external_id
-    return UnsubscribeTarget(message=message, channel=message.channel, address=_mask(address))
+    address = channel_definition(message.channel).masked_address_of(message.customer)
+    return UnsubscribeTarget(message=message, channel=message.channel, address=address)
 
 
 @transaction.atomic

@@ -12,15 +12,19 @@ Exactly-once, as far as a network allows:
 - **Send.** Each message goes out with its UUID as the provider's idempotency key.
 - **Record.** ``sent`` (with bonus points credited once through the ledger's idempotency key),
   ``failed`` for a permanent error, or back to ``queued`` with exponential backoff for a transient
-  one, up to ``MAX_SEND_ATTEMPTS``. Real providers are recorded one message at a time, so a worker
-  killed mid-batch leaves at most one message sent-but-unrecorded; the sweeper puts messages stuck
-  in ``sending`` back in the queue and the re-send carries the same idempotency key.
+  one, up to ``MAX_SEND_ATTEMPTS``. With real providers each sent message gets its receipt
+  (``send_receipts``) before its connection sends again, and the outcomes are written per batch
+  (or lane: ``CAMPAIGN_SMTP_CONNECTIONS`` connections at once, each with its own receipts). So a
+  worker killed mid-batch leaves at most one message per connection sent-but-unreceipted; the
+  sweeper completes the receipted ones and puts the rest back in the queue, and a re-send carries
+  the same idempotency key.
 """
 
 import datetime as dt
 import logging
 import math
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +34,10 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from campaigns.channels import Outgoing, PermanentError, TransientError, backend_for
+from campaigns.channels.lanes import Lanes
+from campaigns.channels.registry import address_fields, address_of, addressed_case_sql
+from campaigns.content.rendering import MessageContent, email_html_and_text, message_variables, text_footer
+from campaigns.content.topics import topic_allowed_sql
 from campaigns.journey import Journey, Step, journey_of
 from campaigns.models import Campaign, CampaignStatus, ExitOn, Message, MessageStatus, SuppressionReason
 from campaigns.offers import bonus_key, discount_code, offer_context
@@ -42,7 +50,7 @@ from campaigns.services.policy import (
     customer_tz_sql,
     recent_sends_sql,
 )
-from campaigns.services.steps_sql import address_sql
+from campaigns.services.send_receipts import messages_complete_receipted, send_receipt_write
 from campaigns.sql import Sql, value
 from campaigns.templating import (
     BudgetExceeded,
@@ -141,9 +149,7 @@ def _goal_reached_sql(campaign: Campaign) -> Sql:
 
 
 def _addressed_sql() -> Sql:
-    channels = [channel for channel in Channel.values if address_sql(channel) != "TRUE"]
-    cases = " ".join(f"WHEN '{channel}' THEN {address_sql(channel)}" for channel in channels)
-    return Sql(f"CASE b.channel {cases} ELSE TRUE END")
+    return Sql(addressed_case_sql(channel_column="b.channel", customer="c"))
 
 
 def _verdict_sql(*, campaign: Campaign, ids: list[int], now: dt.datetime, policy: Policy) -> Sql:
@@ -162,18 +168,19 @@ def _verdict_sql(*, campaign: Campaign, ids: list[int], now: dt.datetime, policy
         " SELECT b.*, customer_tz.name AS tz, {release} AS release,"
         "   (c.erased_at IS NULL AND EXISTS (SELECT 1 FROM customers_consent k"
         "      WHERE k.customer_id = c.id AND k.channel = b.channel AND k.granted)) AS consented,"
-        "   {addressed} AS addressed, {goal} AS goal_reached"
+        "   {addressed} AS addressed, {goal} AS goal_reached, {topic_ok} AS topic_ok"
         " FROM batch b JOIN customers_customer c ON c.id = b.customer_id"
         " CROSS JOIN LATERAL (SELECT {tz} AS name) customer_tz"
         " LEFT JOIN recent r ON r.customer_id = b.customer_id"
         "), verdict AS ("
         " SELECT f.id,"
-        "   CASE WHEN NOT f.consented OR NOT f.addressed OR f.goal_reached THEN 'suppressed'"
+        "   CASE WHEN NOT f.consented OR NOT f.topic_ok OR NOT f.addressed OR f.goal_reached THEN 'suppressed'"
         "        WHEN f.attempts >= {max_attempts} THEN 'failed'"
         "        WHEN {over_limit} THEN 'suppressed'"
         "        WHEN f.release IS NOT NULL OR {quiet_now} > {now} THEN 'queued'"
         "        ELSE 'sending' END AS status,"
         "   CASE WHEN NOT f.consented THEN {no_consent}"
+        "        WHEN NOT f.topic_ok THEN {topic_out}"
         "        WHEN NOT f.addressed THEN {no_address}"
         "        WHEN f.goal_reached THEN {goal_reason}"
         "        WHEN f.attempts >= {max_attempts} THEN NULL"
@@ -200,6 +207,9 @@ def _verdict_sql(*, campaign: Campaign, ids: list[int], now: dt.datetime, policy
         release=cap_release_sql(recent="r", now=now, policy=policy, extra="b.ahead"),
         addressed=_addressed_sql(),
         goal=_goal_reached_sql(campaign),
+        # Opted out of the campaign's topic since selection (SPEC §4.2): suppressed like consent.
+        topic_ok=topic_allowed_sql(topic_id=campaign.topic_id, customer="b.customer_id", trigger=campaign.trigger),
+        topic_out=value(SuppressionReason.TOPIC_OPT_OUT),
         max_attempts=value(MAX_SEND_ATTEMPTS, "integer"),
         over_limit=policy.over_defer_limit(release="f.release", planned="f.scheduled_at"),
         quiet_now=quiet_now,
@@ -251,9 +261,7 @@ MESSAGE_FIELDS = (
     "attempts",
     "step_key",
     "variant_key",
-    "customer__external_id",
-    "customer__email",
-    "customer__phone",
+    *dict.fromkeys(f"customer__{name}" for name in ("external_id", *address_fields())),
     "customer__first_name",
     "customer__last_name",
     "customer__tier",
@@ -286,6 +294,7 @@ class Batch:
     expiring: dict[int, tuple[int, dt.datetime | None]] = field(default_factory=dict)
     expiring_days: int = DEFAULT_EXPIRING_DAYS
     url_prefix: str = field(default_factory=unsubscribe_url_prefix)
+    content: MessageContent = field(default_factory=MessageContent)  # layout, links, HTML templates
 
 
 def expiring_days_for(campaign: Campaign) -> int:
@@ -314,6 +323,7 @@ def message_context(batch: Batch, row: dict[str, Any], url: str) -> dict[str, An
         "offer": offer_context(message_step(batch, row).offer, row["discount_code"]),
         "campaign": {"name": batch.campaign.name},
         "unsubscribe_url": url,
+        **message_variables(batch.content, str(row["uuid"])),  # preferences_url, nps_links
         "cart": None,
         "purchase": None,
     }
@@ -332,19 +342,14 @@ def message_context(batch: Batch, row: dict[str, Any], url: str) -> dict[str, An
     return context
 
 
-def address_for(channel: str, customer: dict[str, Any]) -> str:
-    if channel == Channel.EMAIL:
-        return customer["email"]
-    if channel == Channel.SMS:
-        return customer["phone"]
-    return customer["external_id"]
-
-
 def _load_batch(campaign: Campaign, ids: list[int], now: dt.datetime) -> Batch:
     rows = list(Message.objects.filter(pk__in=ids, status=MessageStatus.SENDING).order_by("pk").values(*MESSAGE_FIELDS))
     batch = Batch(campaign=campaign, rows=rows, journey=journey_of(campaign), expiring_days=expiring_days_for(campaign))
     steps = {row["id"]: message_step(batch, row) for row in rows}
-    sources = "".join("".join(steps[row["id"]].content(row["variant_key"])) for row in rows)
+    sources = "".join(
+        "".join(steps[row["id"]].content(row["variant_key"])) + steps[row["id"]].html_content(row["variant_key"])
+        for row in rows
+    )
     _assign_discount_codes(
         [(row, steps[row["id"]].offer) for row in rows if "discount_percent" in steps[row["id"]].offer]
     )
@@ -474,8 +479,9 @@ def _failed(row: dict[str, Any], at: dt.datetime, error: str) -> Outcome:
     return Outcome(row["id"], row["customer_id"], str(row["uuid"]), MessageStatus.FAILED, at, error=error)
 
 
-def _transient(row: dict[str, Any], at: dt.datetime, error: str) -> Outcome:
-    """Back to the queue with exponential backoff, or ``failed`` once the attempts are used up."""
+def _transient(row: dict[str, Any], at: dt.datetime, error: str, retry_after: float | None = None) -> Outcome:
+    """Back to the queue with exponential backoff (or after the ``retry_after`` seconds the provider
+    asked for), or ``failed`` once the attempts are used up."""
     attempts = row["attempts"]
     if attempts >= MAX_SEND_ATTEMPTS:
         return Outcome(row["id"], row["customer_id"], str(row["uuid"]), MessageStatus.FAILED, at, error=error)
@@ -486,7 +492,7 @@ def _transient(row: dict[str, Any], at: dt.datetime, error: str) -> Outcome:
         MessageStatus.QUEUED,
         at,
         error=error,
-        retry_at=at + retry_delay(attempts),
+        retry_at=at + (retry_delay(attempts) if retry_after is None else dt.timedelta(seconds=retry_after)),
     )
 
 
@@ -516,6 +522,10 @@ def messages_send_batch(
         _record(campaign, [_failed(row, at, templates[_content_key(row)].message) for row in broken], result)
         batch.rows = [row for row in batch.rows if row not in broken]
 
+    def send_row(backend: Any, row: dict[str, Any]) -> Outcome:
+        subject, body, footer = templates[_content_key(row)]
+        return _send_one(batch, backend, row, subject, body, footer, now)
+
     by_channel: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in batch.rows:
         by_channel[row["channel"]].append(row)
@@ -528,16 +538,18 @@ def messages_send_batch(
             at = now or timezone.now()
             _record(campaign, [_transient(row, at, f"{channel}: {error}") for row in rows], result)
             continue
+        lanes = backend.connections if backend.confirm_each and not connection.in_atomic_block else 1
+        if lanes > 1 and len(rows) > 1:  # (inside a caller's transaction other connections would not see the rows)
+            _send_in_lanes(campaign, rows, backend, lanes, send_row, result)
+            continue
         attempted = 0
         try:
             for row in rows:
-                subject, body, footer = templates[_content_key(row)]
-                outcome = _send_one(batch, backend, row, subject, body, footer, now)
+                outcome = send_row(backend, row)
                 attempted += 1
                 pending.append(outcome)
                 if backend.confirm_each:
-                    _record(campaign, pending, result)
-                    pending = []
+                    _receipt(outcome)
         except SoftTimeLimitExceeded:
             # Out of time: what was not tried yet goes back to the queue now, not after the sweeper's wait.
             _release([row["id"] for row in rows[attempted:]])
@@ -552,6 +564,60 @@ def messages_send_batch(
         extra={"campaign_id": campaign.pk, "sent": result.sent, "failed": result.failed, "retried": result.retried},
     )
     return result
+
+
+def _receipt(outcome: Outcome) -> None:
+    """A sent message's receipt, before its connection sends again (``send_receipts``)."""
+    if outcome.status == MessageStatus.SENT:
+        send_receipt_write(message_id=outcome.message_id, sent_at=outcome.at, provider_id=outcome.provider_id)
+
+
+def _send_in_lanes(
+    campaign: Campaign,
+    rows: list[dict[str, Any]],
+    backend: Any,
+    lanes: int,
+    send_row: Callable[[Any, dict[str, Any]], Outcome],
+    result: SendResult,
+) -> None:
+    """Send ``rows`` over ``lanes`` connections at once (``campaigns.channels.lanes``): each lane
+    writes each sent message's receipt right after its send and its outcomes when it ends, so a
+    dead worker leaves at most one sent-but-unreceipted message per connection. ``backend`` (open)
+    is lane 0's; the others open their own, and a lane whose connection fails to open takes no
+    message (the others carry the batch)."""
+    channel = rows[0]["channel"]
+    run: Lanes[dict[str, Any]] = Lanes(rows, count=lanes)
+    results = [SendResult() for _ in range(run.count)]
+
+    def lane(number: int, take: Callable[[], dict[str, Any] | None]) -> None:
+        own = backend
+        if number:
+            try:
+                own = backend_for(channel)
+                own.open()
+            except Exception:
+                logger.warning("campaign.send_lane_unavailable", extra={"campaign_id": campaign.pk}, exc_info=True)
+                return
+        pending: list[Outcome] = []
+        try:
+            while (row := take()) is not None:
+                pending.append(send_row(own, row))
+                _receipt(pending[-1])
+        finally:
+            own.close()
+            _record(campaign, pending, results[number])
+
+    try:
+        run.run(lane)
+    except SoftTimeLimitExceeded:
+        released = [row["id"] for row in run.untaken()]
+        _release(released)
+        logger.warning("campaign.send_time_limit", extra={"campaign_id": campaign.pk, "released": len(released)})
+    finally:
+        for lane_result in results:
+            result.sent += lane_result.sent
+            result.failed += lane_result.failed
+            result.retried += lane_result.retried
 
 
 def _content_key(row: dict[str, Any]) -> tuple[str, str]:
@@ -587,17 +653,30 @@ def _send_one(
     try:
         context = message_context(batch, row, url)
         rendered_subject, text = render_all((subject, body), context, customer["timezone"])
+        html = ""
+        if row["channel"] == Channel.EMAIL:  # the HTML part in the shop's layout (SPEC §4.2)
+            html, text = email_html_and_text(
+                batch.content,
+                key=_content_key(row),
+                source=message_step(batch, row).html_content(row["variant_key"]),
+                context=context,
+                subject=" ".join(rendered_subject.split()),
+                text=text,
+                tz=customer["timezone"],
+                message_uuid=message_uuid,
+            )
         if footer:
-            text = f"{text.rstrip()}\n\nUnsubscribe: {url}\n"
+            text = text_footer(text, unsubscribe_url=url, preferences_url=context["preferences_url"])
         outgoing = Outgoing(
             uuid=message_uuid,
             channel=row["channel"],
-            to=address_for(row["channel"], customer),
+            to=address_of(row["channel"], customer),
             customer=customer["external_id"],
             subject=" ".join(rendered_subject.split()),
             body=text,
             unsubscribe_url=url,
             campaign_id=batch.campaign.pk,
+            html=html,
         )
     except SoftTimeLimitExceeded:
         raise
@@ -610,9 +689,11 @@ def _send_one(
     except SoftTimeLimitExceeded:
         raise
     except PermanentError as error:
+        if error.revoke_consent:  # e.g. the customer blocked the bot
+            _consent_revoke(row)
         return _failed(row, now or timezone.now(), str(error))
     except TransientError as error:
-        return _transient(row, now or timezone.now(), str(error))
+        return _transient(row, now or timezone.now(), str(error), error.retry_after)
     except Exception as error:  # unknown: treat as transient, bounded by MAX_SEND_ATTEMPTS
         logger.warning("campaign.send_error", extra={"message_id": row["id"]}, exc_info=True)
         return _transient(row, now or timezone.now(), f"{type(error).__name__}: {error}")
@@ -627,6 +708,15 @@ def _send_one(
     )
 
 
+def _consent_revoke(row: dict[str, Any]) -> None:
+    """The provider says the customer turned the channel off: record it as their revocation."""
+    from customers.models import ConsentSource, Customer
+    from customers.services import consent_set
+
+    customer = Customer.objects.get(pk=row["customer_id"])
+    consent_set(customer=customer, channel=row["channel"], granted=False, source=ConsentSource.PROVIDER)
+
+
 def _release(ids: list[int]) -> None:
     """Claimed messages that were not attempted: back to the queue at once."""
     if ids:
@@ -639,13 +729,19 @@ def _release(ids: list[int]) -> None:
 
 
 def messages_requeue_stale(*, older_than: dt.timedelta | None = None, now: dt.datetime | None = None) -> int:
-    """Put messages a dead worker left in ``sending`` back in the queue, and start senders for them.
+    """Put messages a dead worker left in ``sending`` back in the queue, and start senders for them;
+    those with a send receipt went out and become ``sent`` instead (``send_receipts``). Returns how
+    many it took back, either way.
 
     The re-send carries the same UUID, so a provider honouring the idempotency key delivers once
     even if the dead worker's last message had gone out.
     """
     now = now or timezone.now()
     cutoff = now - (sending_stale_after() if older_than is None else older_than)
+    # Those whose send has a receipt went out: they are completed, not sent again.
+    completed = messages_complete_receipted(claimed_before=cutoff)
+    if completed:
+        logger.warning("campaign.completed_stale", extra={"messages": completed})
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute(
@@ -662,7 +758,7 @@ def messages_requeue_stale(*, older_than: dt.timedelta | None = None, now: dt.da
     total = sum(per_campaign.values())
     if total:
         logger.warning("campaign.requeued_stale", extra={"messages": total, "campaigns": len(per_campaign)})
-    return total
+    return total + completed
 
 
 def messages_dispatch_due(*, now: dt.datetime | None = None) -> dict[int, int]:

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from campaigns.audience import granted_sql
+from campaigns.channels.registry import address_sql
 from campaigns.journey import EXIT, IMPLICIT_STEP_KEY, Journey, Step
 from campaigns.models import SuppressionReason
 from campaigns.services.policy import Policy, cap_release_sql, recent_sends_sql
 from campaigns.sql import Sql, value
-from customers.models import Channel
 
 # Where a message step's channel consent and address are checked: ``none`` (entering has checked
 # them: the step's channel is the campaign's), ``join`` (looked up here, through the customer) or
@@ -164,16 +164,6 @@ def arrival(journey: Journey, *, current: str, target: str | None, base: Sql, tz
 
 
 # --- Message steps ----------------------------------------------------------------------------------
-
-
-def address_sql(channel: str) -> str:
-    """A channel's address must be there: an email address, a phone number; push and webhook
-    address the customer by external id."""
-    if channel == Channel.EMAIL:
-        return "c.email <> ''"
-    if channel == Channel.SMS:
-        return "c.phone <> ''"
-    return "TRUE"
 
 
 def message_ctes(

@@ -13,6 +13,7 @@ from django.db.models import Count, OuterRef, Q, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from campaigns.channels.registry import personal_address_fields
 from campaigns.exits import entries_exit_for_customers  # campaigns: journeys end on revoke and erase
 from campaigns.models import Entry, Message  # campaigns: erasure reaches the customer's messages
 from customers.models import (
@@ -229,8 +230,8 @@ def customer_erase(*, external_id: str, actor: str) -> tuple[Customer, bool]:
     for channel in ERASURE_CHANNELS:
         consent_set(customer=customer, channel=channel, granted=False, source=ConsentSource.ERASURE, at=at)
     Customer.objects.filter(pk=customer.pk).update(
-        email=ERASED_EMAIL,
-        phone="",
+        # Every channel's personal address (email, phone, Telegram chat, ...), from the channel registry.
+        **{**dict.fromkeys(personal_address_fields(), ""), "email": ERASED_EMAIL},
         first_name="",
         last_name="",
         birth_date=None,

@@ -38,7 +38,7 @@ def test_put_creates_201_then_updates_200_and_is_idempotent(api):
     assert first.status_code == 201
     data = first.json()
     assert set(data) >= CUSTOMER_360_FIELDS
-    assert data["consents"] == {"email": True, "sms": False, "push": False, "webhook": False}
+    assert data["consents"] == {"email": True, "sms": False, "push": False, "webhook": False, "telegram": False}
     assert data["created_at"] == "2026-01-02T03:04:05Z"
 
     again = api.put("/api/v1/customers/ada", body, format="json")
@@ -222,7 +222,7 @@ def test_erase_anonymises_keeps_aggregates_and_is_audited(api):
     assert customer.birth_date is None and customer.attributes == {}
     assert (customer.orders_count, str(customer.total_spent)) == (1, "42.00")
     assert api.get("/api/v1/customers/ada").json()["consents"] == dict.fromkeys(
-        ("email", "sms", "push", "webhook"), False
+        ("email", "sms", "push", "webhook", "telegram"), False
     )
     assert NpsResponse.objects.get().comment == "" and NpsResponse.objects.get().score == 3
     audit = AuditLog.objects.get()

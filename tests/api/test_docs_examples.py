@@ -106,7 +106,8 @@ def _run_curl(example: Example, env: dict[str, str], tmp_path: Path) -> tuple[in
     return int(status), body, headers.read_text(encoding="latin-1")
 
 
-def test_every_example_runs_as_written_in_order(live_server, tmp_path):
+def test_every_example_runs_as_written_in_order(live_server, tmp_path, settings):
+    settings.TELEGRAM_BOT_NAME = "ShopBot"  # the guide's Telegram deep link names the shop's bot
     env: dict[str, str] = {}
     ran = 0
     for example in guide_examples():
@@ -174,6 +175,7 @@ COVERED = [
     ("GET", r"/api/v1/metrics/rfm", True),
     ("GET", r"/api/v1/metrics/rfm/flow", True),
     ("POST", r"/api/v1/customers/[^/]+/erase", True),
+    ("POST", r"/api/v1/customers/[^/]+/telegram-link", True),
 ]
 
 

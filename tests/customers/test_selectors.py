@@ -34,7 +34,7 @@ def test_customer_360_reads_everything_in_a_fixed_number_of_queries(django_asser
         items = [item.sku for purchase in view.purchases for item in purchase.items.all()]
         cart_items = [item.sku for cart in view.carts for item in cart.items.all()]
 
-    assert view.consents == {"email": True, "sms": False, "push": False, "webhook": False}
+    assert view.consents == {"email": True, "sms": False, "push": False, "webhook": False, "telegram": False}
     assert view.purchases_total == 12
     assert view.purchases[0].external_id == "o-0"
     assert items == ["A"] * 12

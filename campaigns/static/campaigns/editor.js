@@ -61,6 +61,16 @@
         }
         document.getElementById("preview-subject").textContent = answer.subject;
         document.getElementById("preview-body").textContent = answer.body;
+        const frame = document.getElementById("preview-html");
+        if (frame) {  // the HTML email, in a sandboxed frame: no scripts, no navigation, no cookies
+          if (answer.html) {
+            if (frame.srcdoc !== answer.html) frame.srcdoc = answer.html;
+            frame.hidden = false;
+          } else {
+            frame.hidden = true;
+            frame.removeAttribute("srcdoc");
+          }
+        }
         if (answer.eligibility) {
           eligibility.textContent = answer.eligibility.text;
           eligibility.classList.toggle("eligible", answer.eligibility.eligible === true);
