@@ -5,7 +5,7 @@ control group (held out), each message opening a window of the campaign's ``attr
 from its send (for the control group: from when it would have been sent). Per group: customers,
 those with a completed purchase in one of their windows (conversion), the revenue of those
 purchases, revenue per customer; then the absolute uplift of the conversion rate with its 95 %
-confidence interval and the p-value of the two-proportion z-test (``metrics.impact``), and the
+confidence interval and the p-value of the two-proportion z-test (``metrics.stats``), and the
 incremental revenue estimate (revenue per treated customer over the control's, times the treated).
 """
 
@@ -18,6 +18,7 @@ from django.db import connection
 from django.db.models import Count, QuerySet
 from django.utils import timezone
 
+from campaigns.groups import GROUPS
 from campaigns.journey import journey_of
 from campaigns.models import (
     SENT_STATUSES,
@@ -30,10 +31,8 @@ from campaigns.models import (
     VariantWinner,
 )
 from campaigns.services.winners import variant_counts, variant_figures
-from metrics.impact import two_proportion_z_test
-from retention_crm.errors import ApplicationError
+from metrics.stats import two_proportion_z_test
 
-GROUPS = ("treated", "control")
 CENT = Decimal("0.01")
 
 
@@ -68,17 +67,6 @@ def campaign_reason_counts(*, campaign_id: int) -> dict[str, int]:
         .annotate(n=Count("pk"))
     )
     return {f"{status}:{reason}": n for status, reason, n in rows}
-
-
-def campaign_group_customer_ids(*, campaign_id: int, group: str) -> QuerySet:
-    """The customers of a campaign's treated (sent) or control (held_out) group, as a subquery of
-    ids — the seam ``metrics.impact.group_customer_ids`` plugs into for CRR/churn per group."""
-    if group not in GROUPS:
-        raise ApplicationError(
-            f"group must be one of {', '.join(GROUPS)}.", code="invalid", fields={"group": ["unknown group"]}
-        )
-    statuses = [MessageStatus.HELD_OUT] if group == "control" else list(SENT_STATUSES)
-    return Message.objects.filter(campaign_id=campaign_id, status__in=statuses).values("customer_id").distinct()
 
 
 @dataclass(frozen=True)
@@ -288,7 +276,7 @@ class ListFigures:
 
     @property
     def uplift(self) -> Any:
-        """``metrics.impact.Uplift`` (difference, CI, p-value), None while a group is empty."""
+        """``metrics.stats.Uplift`` (difference, CI, p-value), None while a group is empty."""
         return two_proportion_z_test(
             treated_hits=self.treated_converted,
             treated=self.treated,

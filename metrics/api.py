@@ -12,7 +12,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from metrics import impact, rfm, rfm_flow, rfm_stored
+from campaigns.groups import GROUPS, group_customer_ids
+from metrics import rfm, rfm_flow, rfm_stored
 from metrics.periods import parse_as_of, parse_cohort_period, parse_period, parse_window
 from metrics.read_jobs import RETRY_AFTER_SECONDS, ReadAnswer, RfmPageQuery, read_answer, rfm_page_answer
 from metrics.retention import retention
@@ -187,7 +188,7 @@ class RetentionApi(APIView):
             END,
             WINDOW,
             OpenApiParameter("campaign", OpenApiTypes.STR, description="Restrict to one campaign's group (with group)"),
-            OpenApiParameter("group", OpenApiTypes.STR, enum=list(impact.GROUPS), description="treated or control"),
+            OpenApiParameter("group", OpenApiTypes.STR, enum=list(GROUPS), description="treated or control"),
         ],
         responses={200: RetentionSerializer, **COMPUTING, **ERRORS},
         summary="CRR and churn for a period (SPEC §5)",
@@ -197,7 +198,7 @@ class RetentionApi(APIView):
         query = request.query_params
         period = parse_period(query.get("start"), query.get("end"))
         window = parse_window(query.get("window_days"))
-        customer_ids = impact.group_customer_ids(campaign=query.get("campaign"), group=query.get("group"))
+        customer_ids = group_customer_ids(campaign=query.get("campaign"), group=query.get("group"))
         if customer_ids is None:
             return answered(read_answer(read="retention", start=period.start, end=period.end, window_days=window))
         # One campaign group: its members' purchases, read through the customer index.

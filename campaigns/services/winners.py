@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from campaigns.journey import Step, journey_of
 from campaigns.models import SENT_STATUSES, Campaign, VariantWinner
-from metrics.impact import two_proportion_z_test
+from metrics.stats import two_proportion_z_test
 
 WINNER_P_VALUE = 0.05
 

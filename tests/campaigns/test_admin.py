@@ -164,7 +164,7 @@ def test_the_preview_renders_unsaved_templates_for_a_customer(marketer_client, m
 
 def test_the_verdict_says_in_words_whether_the_uplift_is_significant():
     def words(treated, treated_converted, control, control_converted, holdout=10):
-        from metrics.impact import two_proportion_z_test
+        from metrics.stats import two_proportion_z_test
 
         uplift = two_proportion_z_test(
             treated_hits=treated_converted, treated=treated, control_hits=control_converted, control=control

@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from campaigns.models import Message
+from campaigns.models import Message, Trigger
 from campaigns.services import campaign_evaluate
 from campaigns.triggers import TRIGGERS
 from campaigns.triggers.birthday import possible_birthdays
@@ -358,3 +358,9 @@ def test_every_spec_trigger_is_registered_with_defaults():
     assert TRIGGERS["post_purchase"].resolve({}) == {"days_after": 7}
     assert TRIGGERS["welcome"].resolve({}) == {"delay_hours": 0, "max_age_days": 7}
     assert TRIGGERS["birthday"].resolve({}) == {"days_before": 0}
+
+
+def test_the_trigger_choices_are_the_trigger_registry():
+    """A trigger module without its ``Trigger`` choice (or a choice without its module) fails here,
+    not when a campaign of it is first saved or evaluated."""
+    assert list(Trigger.values) == list(TRIGGERS)
