@@ -32,7 +32,7 @@ from campaigns.services import (
     provider_events_record,
 )
 from customers.services import customer_get
-from customers.services import validation as v
+from retention_crm import validation as v
 from retention_crm.api.shapes import ERRORS, ErrorSerializer, body_object
 from retention_crm.api.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, SignatureError, signature_verify
 from retention_crm.api.throttling import CallbackRateThrottle

@@ -18,7 +18,7 @@ from typing import Any
 from campaigns.sql import Sql, queryset_sql, value
 from campaigns.templating import storable_text
 from customers.models import Channel
-from customers.services import validation as v
+from retention_crm import validation as v
 from retention_crm.errors import ApplicationError
 
 AUDIENCE_KEYS = ("tier", "rfm_segment", "tags", "exclude_tags", "min_total_spent", "max_total_spent", "consent")

@@ -27,7 +27,7 @@ from typing import Any
 from campaigns.offers import offer_clean
 from campaigns.templating import storable_text, templates_validate
 from customers.models import Channel
-from customers.services import validation as v
+from retention_crm import validation as v
 from retention_crm.errors import ApplicationError
 
 IMPLICIT_STEP_KEY = "message"

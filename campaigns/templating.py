@@ -29,7 +29,7 @@ from django.utils import timezone
 
 from campaigns.template_sandbox import MAX_VALUE_LENGTH, BudgetExceeded
 from customers.models import Channel
-from customers.services import validation as v
+from retention_crm import validation as v
 from retention_crm.errors import ApplicationError
 
 MAX_TEMPLATE_LENGTH = 20_000

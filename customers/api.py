@@ -41,7 +41,7 @@ from customers.services import (
     purchase_refund,
     purchases_record_bulk,
 )
-from customers.services import validation as v
+from retention_crm import validation as v
 from retention_crm.api.shapes import ERRORS, ErrorSerializer, body_object
 from retention_crm.pagination import CappedCountPagination
 

@@ -1,7 +1,7 @@
 """Reading a customers CSV and writing it set-based, for ``manage.py import_customers`` (SPEC §7).
 
 One line per customer, keyed on ``external_id``. Each row is validated in Python with the shared
-input rules (``customers.services.validation``, the cleaners ``customer_upsert`` uses), by a
+input rules (``retention_crm.validation``, the cleaners ``customer_upsert`` uses), by a
 reading thread while the previous batch is written. A batch of valid rows goes into a temporary
 table with COPY, then each step is one statement whatever the batch's size: lock the stored
 customers the batch changes, update them, insert the new ones, link referrers, upsert consents
@@ -38,10 +38,10 @@ from campaigns.exits import entries_exit_for_customers  # campaigns: journeys en
 from customers.csv_common import CsvImportError, CsvSource, RowError, batches, column_list, statistics_refresh
 from customers.csv_common import mapping_parse as mapping_parse_for
 from customers.models import Channel, ConsentSource, Customer
-from customers.services import validation as v
 from customers.services.bulk import UNEXPECTED_AT_INSERT
 from customers.services.customers import _CLEANERS as CUSTOMER_CLEANERS
 from customers.services.loyalty import points_welcome_for_customers
+from retention_crm import validation as v
 from retention_crm.errors import ApplicationError
 
 FIELDS = (

@@ -6,7 +6,7 @@ from django.db.models import QuerySet
 
 from customers import selectors
 from customers.models import Channel, Customer
-from customers.services import validation as v
+from retention_crm import validation as v
 from retention_crm.errors import ApplicationError
 
 

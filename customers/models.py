@@ -13,11 +13,7 @@ from django.db.models import F, Q
 from django.db.models.functions import ExtractDay, ExtractMonth
 from django.utils.timezone import now
 
-EXTERNAL_ID_MAX_LENGTH = 64
-MONEY_DIGITS = 12
-MONEY_PLACES = 2
-# E.164: a plus sign, a non-zero country digit, at most 15 digits in all.
-E164_PATTERN = r"^\+[1-9][0-9]{6,14}$"
+from retention_crm.validation import E164_PATTERN, EXTERNAL_ID_MAX_LENGTH, MONEY_DIGITS, MONEY_PLACES
 
 
 def store_timezone_name() -> str:

@@ -143,6 +143,9 @@ def _rfm_page_compute(query: RfmPageQuery) -> dict:
     """The segment counts and one page of scores as of ``query.as_of``: every customer's quintiles
     from the purchases before it (two scans)."""
     counts = rfm.segment_counts(as_of=query.as_of)
+    total = counts[query.segment] if query.segment else sum(counts.values())
+    if query.offset >= total:  # past the end (however far: no SQL OFFSET sees it)
+        return {"counts": counts, "rows": []}
     rows = rfm.scored_page(as_of=query.as_of, offset=query.offset, limit=query.limit, segment=query.segment)
     return {"counts": counts, "rows": RfmRowSerializer([row.as_dict() for row in rows], many=True).data}
 

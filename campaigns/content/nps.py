@@ -13,8 +13,8 @@ from campaigns.content.links import InvalidLink, nps_read
 from campaigns.content.tracking import message_engagement_record
 from campaigns.models import Message
 from customers.models import NpsResponse
-from customers.services import validation as v
 from customers.services.loyalty import points_review_bonus
+from retention_crm import validation as v
 from retention_crm.errors import ApplicationError
 
 ANSWER_CHANGE_WINDOW = dt.timedelta(days=7)

@@ -14,7 +14,7 @@ from django.utils import timezone
 from campaigns.content.models import Topic, TopicPreference, TopicPreferenceEvent, TopicSource
 from campaigns.sql import Sql, value
 from customers.models import Customer
-from customers.services import validation as v
+from retention_crm import validation as v
 
 # The topic a campaign of each trigger gets unless staff choose another.
 TRIGGER_TOPICS = {

@@ -18,7 +18,7 @@ from campaigns.content.links import PLACEHOLDER
 from campaigns.content.nps import nps_link_answer, nps_link_comment
 from campaigns.content.preferences import preferences_customer, preferences_get, preferences_save
 from campaigns.content.tracking import message_click_follow, message_open_record
-from customers.services import validation as v
+from retention_crm import validation as v
 from retention_crm.errors import ApplicationError
 
 # A transparent 1x1 GIF.

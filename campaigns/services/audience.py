@@ -25,7 +25,7 @@ from campaigns.services.steps_sql import HOLDOUT_BUCKETS, holdout_bucket, holdou
 from campaigns.sql import Sql, all_of, value
 from campaigns.triggers import Candidates, EvaluationContext, trigger_get
 from customers.models import Channel
-from customers.services import validation as v
+from retention_crm import validation as v
 
 AUDIENCE_LABELS = {
     "tier": "tier",

@@ -28,7 +28,7 @@ from campaigns.offers import offer_clean
 from campaigns.templating import storable_text, templates_validate
 from campaigns.triggers import trigger_get
 from customers.models import Channel
-from customers.services import validation as v
+from retention_crm import validation as v
 from retention_crm.errors import ApplicationError, Conflict, NotFound
 
 CAMPAIGN_FIELDS = (

@@ -33,7 +33,7 @@ from campaigns.templating import (
 )
 from campaigns.triggers import trigger_get
 from customers.models import AuditLog, Cart, CartStatus, Channel, Customer, Purchase, PurchaseStatus
-from customers.services import validation as v
+from retention_crm import validation as v
 from retention_crm.errors import ApplicationError, NotFound
 
 PREVIEW_CUSTOMER_FIELDS = (

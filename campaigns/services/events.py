@@ -13,7 +13,7 @@ from campaigns.models import SENT_STATUSES, Message, MessageStatus
 from campaigns.tokens import InvalidToken, unsubscribe_token_read
 from customers.models import Channel, ConsentSource
 from customers.services import consent_set
-from customers.services import validation as v
+from retention_crm import validation as v
 from retention_crm.errors import ApplicationError
 
 # --- Unsubscribe ------------------------------------------------------------------------------------

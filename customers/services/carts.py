@@ -7,9 +7,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from customers.models import Cart, CartItem, CartStatus
-from customers.services import validation as v
 from customers.services.customers import customer_get_or_create_locked
 from customers.services.purchases import MAX_ITEMS_PER_ORDER, LineItemInput, products_ensure
+from retention_crm import validation as v
 
 
 @transaction.atomic

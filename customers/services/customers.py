@@ -26,9 +26,9 @@ from customers.models import (
     Purchase,
     PurchaseStatus,
 )
-from customers.services import validation as v
 from customers.services.loyalty import points_welcome_for_customers
 from customers.services.loyalty.ledger import ERASED_REASON, points_reasons_erase
+from retention_crm import validation as v
 from retention_crm.errors import Conflict, NotFound
 
 # Personal data: what staff edit in the admin and what erasure removes.

@@ -6,9 +6,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from customers.models import NpsResponse
-from customers.services import validation as v
 from customers.services.customers import customer_get
 from customers.services.loyalty import points_review_bonus
+from retention_crm import validation as v
 
 
 @transaction.atomic

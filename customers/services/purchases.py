@@ -17,13 +17,13 @@ from customers.models import (
     Purchase,
     PurchaseStatus,
 )
-from customers.services import validation as v
 from customers.services.customers import (
     customer_get_or_create_locked,
     customer_stats_refresh,
 )
 from customers.services.loyalty import loyalty_after_status_change
 from customers.services.purchase_sets import purchases_apply, purchases_insert
+from retention_crm import validation as v
 from retention_crm.errors import ApplicationError, Conflict, NotFound
 
 MAX_ITEMS_PER_ORDER = 1_000

@@ -248,7 +248,7 @@ def test_malformed_json_is_a_400_and_writes_nothing(client, known, raw):
 @pytest.mark.parametrize("depth", [450, 1000])
 def test_deep_attributes_from_any_source_are_refused_without_recursion(depth):
     # The admin and the CSV import call the same validation without the API's JSON limit.
-    from customers.services import validation as v
+    from retention_crm import validation as v
     from retention_crm.errors import ApplicationError
 
     with pytest.raises(ApplicationError, match="nest deeper"):

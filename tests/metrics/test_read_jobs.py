@@ -202,3 +202,12 @@ def test_an_ad_hoc_rfm_moment_on_a_large_shop_is_scored_by_a_worker_page_by_page
     # Another page is another computation.
     assert api.get("/api/v1/metrics/rfm", params | {"offset": 2}).status_code == 202
     assert MetricsJob.objects.count() == 2
+
+
+@pytest.mark.django_db
+def test_an_ad_hoc_rfm_page_far_past_the_end_is_empty_not_an_error(api):
+    shop()
+    as_of = local_midnight(TODAY - dt.timedelta(days=20)).date().isoformat()
+    response = api.get("/api/v1/metrics/rfm", {"as_of": as_of, "offset": 328898755954987404711952384, "limit": -5})
+    assert response.status_code == 200, response.content
+    assert response.json()["results"] == [] and response.json()["count"] == 3

@@ -10,7 +10,6 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from customers.models import AuditLog, Customer, PointsEntry, PointsKind, Purchase, PurchaseStatus
-from customers.services import validation as v
 from customers.services.loyalty.ledger import Credit, Debit, InsufficientPoints, credits_write, debit_write
 from customers.services.loyalty.program import (
     IDEMPOTENCY_KEY_MAX_LENGTH,
@@ -18,6 +17,7 @@ from customers.services.loyalty.program import (
     REASON_MAX_LENGTH,
     loyalty_program_get,
 )
+from retention_crm import validation as v
 from retention_crm.errors import ApplicationError, Conflict, NotFound
 
 # --- Redemption and staff adjustments -------------------------------------------------------------

@@ -18,8 +18,14 @@ from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.utils import timezone
 
-from customers.models import E164_PATTERN, EXTERNAL_ID_MAX_LENGTH, MONEY_DIGITS, MONEY_PLACES
 from retention_crm.errors import ApplicationError
+
+# The limits the models' columns are declared with (customers.models imports them from here).
+EXTERNAL_ID_MAX_LENGTH = 64
+MONEY_DIGITS = 12
+MONEY_PLACES = 2
+# E.164: a plus sign, a non-zero country digit, at most 15 digits in all.
+E164_PATTERN = r"^\+[1-9][0-9]{6,14}$"
 
 MAX_TAGS = 100
 MAX_TAG_LENGTH = 64
