@@ -43,7 +43,7 @@ from customers.csv_common import (
 from customers.csv_common import mapping_parse as mapping_parse_for
 from customers.services import BulkResult, LineItemInput, PurchaseInput, purchases_record_bulk
 from customers.services.loyalty.ledger import sql_array
-from customers.services.purchases import MAX_ITEMS_PER_ORDER, PURCHASE_REQUIRED_FIELDS
+from customers.services.purchase_input import MAX_ITEMS_PER_ORDER, PURCHASE_REQUIRED_FIELDS
 
 # The SPEC §6 purchase fields, taken from the service's input types so the two cannot drift apart.
 ORDER_FIELDS = tuple(f.name for f in fields(PurchaseInput) if f.name != "items")

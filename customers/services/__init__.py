@@ -13,9 +13,8 @@ from customers.services.customers import (
     customer_upsert,
 )
 from customers.services.nps import nps_record
+from customers.services.purchase_input import LineItemInput, PurchaseInput
 from customers.services.purchases import (
-    LineItemInput,
-    PurchaseInput,
     purchase_cancel,
     purchase_record,
     purchase_refund,

@@ -22,8 +22,9 @@ from customers.models import Customer, Purchase
 from customers.services.loyalty import loyalty_program_get
 from customers.services.loyalty.earning import points_welcome_for_created, welcome_points
 from customers.services.loyalty.ledger import sql_array
+from customers.services.purchase_input import PurchaseInput
 from customers.services.purchase_sets import purchases_apply, purchases_insert
-from customers.services.purchases import PurchaseInput, purchase_record
+from customers.services.purchases import purchase_record
 from retention_crm import validation as v
 from retention_crm.errors import ApplicationError, Conflict
 

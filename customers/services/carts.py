@@ -8,7 +8,8 @@ from django.utils import timezone
 
 from customers.models import Cart, CartItem, CartStatus
 from customers.services.customers import customer_get_or_create_locked
-from customers.services.purchases import MAX_ITEMS_PER_ORDER, LineItemInput, products_ensure
+from customers.services.purchase_input import MAX_ITEMS_PER_ORDER, LineItemInput
+from customers.services.purchases import products_ensure
 from retention_crm import validation as v
 
 

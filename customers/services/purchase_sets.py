@@ -10,7 +10,7 @@ validates, makes sure the customers exist and holds the transaction.
 
 import datetime as dt
 from decimal import Decimal
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 from django.db import connection, transaction
 
@@ -25,10 +25,8 @@ from customers.services.loyalty.earning import (
     referrals_for_new_purchases,
 )
 from customers.services.loyalty.ledger import sql_array
+from customers.services.purchase_input import PurchaseInput
 from metrics.rollup_fold import rollups_fold_soon  # metrics: fold the rollups once the batch commits
-
-if TYPE_CHECKING:  # the purchase services import this module
-    from customers.services.purchases import PurchaseInput
 
 # A purchase whose external_id is taken (stored before, or by a concurrent request) is skipped
 # here; the caller tells a repeat from a conflict by the content digest. The cart is looked up per
@@ -88,7 +86,7 @@ class Inserted(NamedTuple):
 
 
 def purchases_insert(
-    batch: list[tuple["PurchaseInput", str]], customer_ids: dict[str, int], *, now: dt.datetime
+    batch: list[tuple[PurchaseInput, str]], customer_ids: dict[str, int], *, now: dt.datetime
 ) -> dict[str, Inserted]:
     """Insert the purchases, given with their content digests, and their items; returns those
     inserted by external_id. Two statements whatever the batch size."""
@@ -180,7 +178,7 @@ def _buyers_move(completed: list[tuple[int, Decimal, dt.datetime]], moves: Buyer
 
 
 def purchases_apply(
-    purchases: list["PurchaseInput"],
+    purchases: list[PurchaseInput],
     inserted: dict[str, Inserted],
     customer_ids: dict[str, int],
     *,

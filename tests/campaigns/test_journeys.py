@@ -14,7 +14,7 @@ from campaigns.services import campaign_evaluate, campaign_status_set, campaign_
 from campaigns.services.advancing import step_sql
 from campaigns.services.evaluation import entering_sql
 from campaigns.services.policy import contact_policy_get
-from customers.services.purchases import PurchaseInput, purchase_record
+from customers.services import PurchaseInput, purchase_record
 from tests.campaigns.conftest import NOON
 
 pytestmark = pytest.mark.django_db
