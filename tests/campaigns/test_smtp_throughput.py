@@ -140,9 +140,9 @@ def test_a_dropped_connection_retries_only_its_own_message(smtp, no_quiet_hours,
     [retried] = Message.objects.filter(campaign=campaign, status=MessageStatus.QUEUED)
     assert retried.error.startswith("SMTP") and retried.attempts == 1
     assert str(retried.uuid) not in smtp.message_ids()
-    # The lane whose connection went away opened a new one and went on: all others arrived once.
+    # Every other message arrived once: the lanes went on (whether the one whose connection went
+    # away opened a new one depends on whether messages were left for it, a matter of timing).
     assert smtp.message_ids() == Counter(dict.fromkeys(uuids(campaign, status=MessageStatus.SENT), 1))
-    assert len(smtp.connections()) > CONNECTIONS
 
 
 # --- A worker killed mid-batch ---------------------------------------------------------------------
