@@ -182,7 +182,12 @@ def test_a_worker_killed_mid_batch_duplicates_at_most_one_message_per_connection
     finally:
         sender.send_signal(signal.SIGKILL)
         sender.wait(timeout=30)
-    time.sleep(smtp.delay * 4)  # sends the dead sender had under way reach the server or never will
+    # Sends the dead sender had under way reach the server or never will: wait until the arrivals
+    # stop changing (a loaded machine can take longer than a few of the server's delays).
+    settled, last = time.monotonic() + 10, -1
+    while (arrivals := sum(smtp.message_ids().values())) != last and time.monotonic() < settled:
+        last = arrivals
+        time.sleep(0.3)
     arrived = set(smtp.message_ids())
     # Sent and not known to be: no receipt (sent_at) on a message the server accepted.
     unrecorded = arrived & uuids(campaign, status=MessageStatus.SENDING, sent_at__isnull=True)
