@@ -27,7 +27,9 @@ PENDING_CHECK = f"(SELECT EXISTS (SELECT 1 FROM {PENDING_TABLE}))"
 
 FOLD_TASK = "metrics.fold_purchase_changes"
 FOLD_SOON_KEY = "metrics:rollups-fold-queued"
-FOLD_SOON_SECONDS = 1  # at most one fold task a second per cache, however many writes commit
+# At most one fold task a second per cache, however many writes commit: the task runs that second
+# later, so the writes that found it queued (the key still set) have committed when it folds.
+FOLD_SOON_SECONDS = 1
 
 Row = TypeVar("Row")
 logger = logging.getLogger(__name__)
@@ -80,6 +82,6 @@ def rollups_fold_soon() -> None:
     if not cache.add(FOLD_SOON_KEY, True, timeout=FOLD_SOON_SECONDS):
         return
     try:
-        current_app.send_task(FOLD_TASK, queue="metrics", ignore_result=True)
+        current_app.send_task(FOLD_TASK, queue="metrics", ignore_result=True, countdown=FOLD_SOON_SECONDS)
     except Exception:  # a write that committed must not fail over its follow-up
         logger.warning("metrics.rollups_fold_not_queued", exc_info=True)
