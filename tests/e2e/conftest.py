@@ -6,6 +6,7 @@ path (CHROMIUM, default /usr/bin/chromium). Later issues reuse these fixtures.
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
@@ -52,3 +53,11 @@ def admin_page(page: Page, live_server, admin_user) -> Page:
     page.click("input[type=submit]")
     page.wait_for_selector("#site-name")
     return page
+
+
+@pytest.fixture
+def shots(tmp_path) -> Path:
+    """Where a test's screenshots go: $SCREENSHOT_DIR when it is set (to look at them), else tmp_path."""
+    folder = Path(os.environ.get("SCREENSHOT_DIR") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -10,7 +10,6 @@ Screenshots go to $SCREENSHOT_DIR when it is set (to look at them), else to pyte
 """
 
 import datetime as dt
-import os
 import re
 from pathlib import Path
 
@@ -25,13 +24,6 @@ from customers.services import customer_upsert
 from tests.factories import campaign_half_converted
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-
-@pytest.fixture
-def shots(tmp_path) -> Path:
-    folder = Path(os.environ.get("SCREENSHOT_DIR") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 def zone_at_local_hour(hour: int) -> str:

@@ -5,9 +5,7 @@ finds the choices kept on reload — with history, and the next promotion not se
 Screenshots (preference_centre_*.png) go to $SCREENSHOT_DIR when it is set, else to tmp_path."""
 
 import datetime as dt
-import os
 import re
-from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -25,12 +23,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
-def shot(tmp_path):
-    folder = Path(os.environ.get("SCREENSHOT_DIR") or tmp_path)
-    folder.mkdir(parents=True, exist_ok=True)
-
+def shot(shots):
     def take(page: Page, name: str) -> None:
-        page.screenshot(path=str(folder / f"preference_centre_{name}.png"), full_page=True)
+        page.screenshot(path=str(shots / f"preference_centre_{name}.png"), full_page=True)
 
     return take
 
