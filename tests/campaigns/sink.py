@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.campaigns.http_standin import json_reply, serve
+
 
 @dataclass
 class Received:
@@ -70,18 +72,10 @@ def start_sink(**options: Any) -> Sink:
                             body=json.loads(raw or b"{}"),
                         )
                     )
-            answer = json.dumps({"id": f"provider-{len(sink.received)}"} if status == 200 else {"error": "no"})
-            payload = answer.encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            json_reply(self, status, {"id": f"provider-{len(sink.received)}"} if status == 200 else {"error": "no"})
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    sink.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    sink.server.daemon_threads = True
-    threading.Thread(target=sink.server.serve_forever, daemon=True).start()
+    sink.server = serve(Handler)
     return sink

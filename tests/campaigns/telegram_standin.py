@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.campaigns.http_standin import json_reply, serve
+
 TOKEN = "123456:test-bot-token"
 BOT_NAME = "ShopBot"
 
@@ -78,19 +80,12 @@ def start_bot_api(**options: Any) -> BotApi:
             except ValueError:
                 body = {}
             status, answer = api.answer(self.path, body if isinstance(body, dict) else {})
-            payload = json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
+            json_reply(self, status, answer)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    api.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    api.server.daemon_threads = True
-    threading.Thread(target=api.server.serve_forever, daemon=True).start()
+    api.server = serve(Handler)
     return api
 
 
