@@ -56,7 +56,7 @@ class Rate:
         return self.operations / self.seconds if self.seconds else 0.0
 
 
-EXPIRY_BATCH_CUSTOMERS = 5_000  # the service's default (customers.services.loyalty.daily)
+EXPIRY_BATCH_CUSTOMERS = 5_000  # the service's default (customers.loyalty.services.daily)
 
 
 def _setup_django() -> None:
@@ -77,8 +77,8 @@ def redemption_accounts() -> tuple[int, list[int]]:
     from django.db import transaction
     from django.utils import timezone
 
+    from customers.loyalty.services import Credit, credits_write
     from customers.models import Customer, PointsKind
-    from customers.services.loyalty import Credit, credits_write
 
     with transaction.atomic():
         Customer.objects.bulk_create(
@@ -110,7 +110,7 @@ def _redeem_loop(args: tuple[str, list, float, float, int]) -> tuple[int, int]:
     rng = random.Random(worker)
     run = f"{time.time_ns()}-{worker}"
     if kind == "service":
-        from customers.services.loyalty import points_redeem
+        from customers.loyalty.services import points_redeem
 
         def redeem(n: int) -> None:
             points_redeem(
@@ -205,7 +205,7 @@ def redemption_cleanup() -> None:
 
 
 def check_accounts(customer_ids: list[int]) -> None:
-    from customers.selectors_loyalty import loyalty_mismatches
+    from customers.loyalty.selectors import loyalty_mismatches
 
     bad = loyalty_mismatches().filter(pk__in=customer_ids).count()
     if bad:
@@ -267,8 +267,8 @@ def expiry_bench(limit: int | None, batch_size: int) -> tuple[int, int, Timed, T
     from django.db import connection, transaction
     from django.utils import timezone
 
+    from customers.loyalty.services.daily import points_expire_due
     from customers.models import Customer, PointsEntry
-    from customers.services.loyalty.daily import points_expire_due
 
     now = timezone.now()
     with transaction.atomic():

@@ -73,12 +73,12 @@ from campaigns.services import (  # noqa: E402
     messages_expire_stale,
 )
 from campaigns.tasks import send_batch  # noqa: E402
-from customers.services.loyalty.daily import (  # noqa: E402
+from customers.loyalty.services.daily import (  # noqa: E402
     points_birthday_bonuses,
     points_expire_due,
     tiers_recompute_all,
 )
-from customers.services.loyalty.program import loyalty_program_get  # noqa: E402
+from customers.loyalty.services.program import loyalty_program_get  # noqa: E402
 from metrics.churn_risk import customer_scores_refresh  # noqa: E402
 from metrics.models import DailySnapshot  # noqa: E402
 from metrics.periods import store_tz  # noqa: E402

@@ -8,7 +8,7 @@ from dataclasses import asdict
 
 from celery import shared_task
 
-from customers.services.loyalty.daily import points_birthday_bonuses, points_expire_due, tiers_recompute_all
+from customers.loyalty.services.daily import points_birthday_bonuses, points_expire_due, tiers_recompute_all
 from retention_crm.celery import retrying_task_options
 
 # The daily passes walk every customer in batches; give them more than the default time limits.

@@ -2,7 +2,8 @@
 
 from django.urls import re_path
 
-from customers import api, loyalty_api
+from customers import api
+from customers.loyalty.api import CustomerLoyaltyApi, LoyaltyAdjustApi, LoyaltyRedeemApi
 from retention_crm.api.path_ids import path_ids_checked
 
 EXTERNAL_ID = r"(?P<external_id>[^/]+)"
@@ -17,13 +18,9 @@ urlpatterns = [
         api.CustomerTelegramLinkApi.as_view(),
         name="customer-telegram-link",
     ),
-    re_path(rf"^customers/{EXTERNAL_ID}/loyalty/?$", loyalty_api.CustomerLoyaltyApi.as_view(), name="customer-loyalty"),
-    re_path(
-        rf"^customers/{EXTERNAL_ID}/loyalty/redeem/?$", loyalty_api.LoyaltyRedeemApi.as_view(), name="loyalty-redeem"
-    ),
-    re_path(
-        rf"^customers/{EXTERNAL_ID}/loyalty/adjust/?$", loyalty_api.LoyaltyAdjustApi.as_view(), name="loyalty-adjust"
-    ),
+    re_path(rf"^customers/{EXTERNAL_ID}/loyalty/?$", CustomerLoyaltyApi.as_view(), name="customer-loyalty"),
+    re_path(rf"^customers/{EXTERNAL_ID}/loyalty/redeem/?$", LoyaltyRedeemApi.as_view(), name="loyalty-redeem"),
+    re_path(rf"^customers/{EXTERNAL_ID}/loyalty/adjust/?$", LoyaltyAdjustApi.as_view(), name="loyalty-adjust"),
     re_path(r"^purchases/?$", api.PurchaseCreateApi.as_view(), name="purchase-create"),
     re_path(r"^purchases/bulk/?$", api.PurchaseBulkApi.as_view(), name="purchase-bulk"),
     re_path(rf"^purchases/{EXTERNAL_ID}/refund/?$", api.PurchaseRefundApi.as_view(), name="purchase-refund"),

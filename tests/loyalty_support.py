@@ -7,9 +7,9 @@ from typing import Any
 from django.db.models import Sum
 from django.utils import timezone
 
+from customers.loyalty.services import DEFAULT_TIERS, loyalty_program_ensure
 from customers.models import Customer, LoyaltyProgram, LoyaltyTier, PointsEntry, Purchase
 from customers.services import PurchaseInput, purchase_record
-from customers.services.loyalty import DEFAULT_TIERS, loyalty_program_ensure
 
 # Numbers easy to reason about in tests: 1 point per 1.00, a point is worth 0.01, 30 % max share,
 # a year to expire, bonuses off unless a test turns one on.

@@ -37,7 +37,7 @@ def cart_upsert(
 
     cart = Cart.objects.select_for_update().filter(external_id=external_id).first()
     created = cart is None
-    if created:
+    if cart is None:
         cart = Cart.objects.create(external_id=external_id, customer=owner, updated_at=at, created_at=at)
     else:
         cart.customer = owner

@@ -5,9 +5,9 @@ import datetime as dt
 from django.db import transaction
 from django.utils import timezone
 
+from customers.loyalty.services import points_review_bonus
 from customers.models import NpsResponse
 from customers.services.customers import customer_get
-from customers.services.loyalty import points_review_bonus
 from retention_crm import validation as v
 
 

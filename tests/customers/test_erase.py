@@ -18,9 +18,9 @@ from django.db.utils import DatabaseError
 
 from campaigns.models import Message
 from campaigns.services import campaign_create, campaign_evaluate
+from customers.loyalty.services import points_adjust
 from customers.models import Customer, PointsEntry
 from customers.services import customer_erase, customer_upsert, nps_record
-from customers.services.loyalty import points_adjust
 
 EMAIL = "zelda.quuxworth@example.org"
 PHONE = "+15557654321"

@@ -13,9 +13,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
+from customers.loyalty.services import InsufficientPoints, points_adjust, points_redeem
+from customers.loyalty.services.daily import points_expire_due
 from customers.models import PointsEntry
-from customers.services.loyalty import InsufficientPoints, points_adjust, points_redeem
-from customers.services.loyalty.daily import points_expire_due
 from tests.loyalty_support import assert_ledger_consistent, balance, buy, program_set
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -8,8 +8,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from customers.loyalty.services import Credit, credits_write
 from customers.models import PointsEntry, PointsKind
-from customers.services.loyalty import Credit, credits_write
 from tests.factories import CustomerFactory
 from tests.loyalty_support import assert_ledger_consistent, balance
 

@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
+from customers.loyalty.services import InsufficientPoints, points_adjust, points_redeem
+from customers.loyalty.services.daily import points_expire_due
 from customers.models import PointsEntry, Purchase
 from customers.services import customer_upsert, purchase_refund
-from customers.services.loyalty import InsufficientPoints, points_adjust, points_redeem
-from customers.services.loyalty.daily import points_expire_due
 from tests.loyalty_support import assert_ledger_consistent, balance, buy, program_set
 
 pytestmark = pytest.mark.django_db

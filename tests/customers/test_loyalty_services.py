@@ -10,10 +10,8 @@ from django.core.management.base import CommandError
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from customers.models import AppendOnlyError, Customer, LoyaltyProgram, LoyaltyTier, PointsEntry, TierChange
-from customers.selectors_loyalty import customer_loyalty, points_expiring_within
-from customers.services import customer_upsert, nps_record, purchase_cancel, purchase_refund
-from customers.services.loyalty import (
+from customers.loyalty.selectors import customer_loyalty, points_expiring_within
+from customers.loyalty.services import (
     BonusGrant,
     InsufficientPoints,
     loyalty_after_purchases,
@@ -22,7 +20,9 @@ from customers.services.loyalty import (
     points_earn_for_purchases,
     points_redeem,
 )
-from customers.services.loyalty.daily import points_birthday_bonuses, points_expire_due, tiers_recompute_all
+from customers.loyalty.services.daily import points_birthday_bonuses, points_expire_due, tiers_recompute_all
+from customers.models import AppendOnlyError, Customer, LoyaltyProgram, LoyaltyTier, PointsEntry, TierChange
+from customers.services import customer_upsert, nps_record, purchase_cancel, purchase_refund
 from retention_crm.errors import ApplicationError, Conflict, NotFound
 from tests.factories import CustomerFactory, PurchaseFactory
 from tests.loyalty_support import assert_ledger_consistent, balance, buy, program_set

@@ -20,6 +20,8 @@ from bench.generate import LOADED_TABLES, LoadRefused, bench_load
 from campaigns.models import SENT_STATUSES, Attribution, Campaign, CampaignStatus, Entry, Message, MessageStatus
 from campaigns.selectors import campaign_steps_report
 from customers.demo import DemoOptions, demo_seed
+from customers.loyalty.services import loyalty_program_ensure, loyalty_program_get
+from customers.loyalty.services.daily import tiers_recompute_all
 from customers.models import (
     Cart,
     CartItem,
@@ -35,8 +37,6 @@ from customers.models import (
     PurchaseStatus,
 )
 from customers.services import LineItemInput, PurchaseInput
-from customers.services.loyalty import loyalty_program_ensure, loyalty_program_get
-from customers.services.loyalty.daily import tiers_recompute_all
 from metrics.models import CustomerScore, DailySnapshot, RfmSegment
 from metrics.periods import store_tz
 from retention_crm.api.keys import api_key_create

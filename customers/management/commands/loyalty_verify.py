@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from customers.selectors_loyalty import lots_overdrawn, loyalty_mismatches
+from customers.loyalty.selectors import lots_overdrawn, loyalty_mismatches
 
 DEFAULT_SHOWN = 20
 

@@ -9,14 +9,14 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from customers.models import AuditLog, Customer, PointsEntry, PointsKind, Purchase, PurchaseStatus
-from customers.services.loyalty.ledger import Credit, Debit, InsufficientPoints, credits_write, debit_write
-from customers.services.loyalty.program import (
+from customers.loyalty.services.ledger import Credit, Debit, InsufficientPoints, credits_write, debit_write
+from customers.loyalty.services.program import (
     IDEMPOTENCY_KEY_MAX_LENGTH,
     MAX_POINTS,
     REASON_MAX_LENGTH,
     loyalty_program_get,
 )
+from customers.models import AuditLog, Customer, PointsEntry, PointsKind, Purchase, PurchaseStatus
 from retention_crm import validation as v
 from retention_crm.errors import ApplicationError, Conflict, NotFound
 
@@ -28,12 +28,12 @@ def _clean_idempotency_key(value: Any) -> str:
         raise v.invalid("idempotency_key", "is required")
     if not isinstance(value, str):
         raise v.invalid("idempotency_key", "must be a string")
-    value = value.strip()
-    if not 1 <= len(value) <= IDEMPOTENCY_KEY_MAX_LENGTH:
+    key = value.strip()
+    if not 1 <= len(key) <= IDEMPOTENCY_KEY_MAX_LENGTH:
         raise v.invalid("idempotency_key", f"must be 1 to {IDEMPOTENCY_KEY_MAX_LENGTH} characters")
-    if any(ord(ch) < 32 for ch in value):
+    if any(ord(ch) < 32 for ch in key):
         raise v.invalid("idempotency_key", "must not contain control characters")
-    return value
+    return key
 
 
 def _client_key(customer: Customer, key: str) -> str:
@@ -66,8 +66,9 @@ def _idempotency_conflict() -> Conflict:
 @dataclass(frozen=True)
 class Redemption:
     redeemed: int
-    discount: Decimal
-    balance: int
+    # The ledger's columns are nullable (older kinds of entry); the entries written here carry both.
+    discount: Decimal | None
+    balance: int | None
     entry: PointsEntry
     replayed: bool = False
 
@@ -174,7 +175,7 @@ def points_redeem(
 @dataclass(frozen=True)
 class Adjustment:
     points: int
-    balance: int
+    balance: int | None  # the ledger's column is nullable; the entries written here carry it
     entry: PointsEntry
     replayed: bool = False
 

@@ -13,15 +13,15 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
-from customers.models import Customer, LoyaltyProgram, LoyaltyTier, TierChange
-from customers.services.loyalty import (
+from customers.loyalty.services import (
     REASON_MAX_LENGTH,
     TierInput,
     loyalty_program_ensure,
     loyalty_tiers_validate,
     points_adjust,
 )
-from customers.services.loyalty.daily import tiers_recompute_after_commit
+from customers.loyalty.services.daily import tiers_recompute_after_commit
+from customers.models import Customer, LoyaltyProgram, LoyaltyTier, TierChange
 from retention_crm.errors import ApplicationError
 from retention_crm.pagination import CappedCountAdminMixin
 from retention_crm.readonly_admin import ReadOnlyAdminMixin

@@ -16,10 +16,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from customers.loyalty.selectors import DEFAULT_EXPIRING_DAYS, customer_loyalty, points_history
+from customers.loyalty.services import Tier, points_adjust_by_key, points_redeem
 from customers.models import PointsEntry
-from customers.selectors_loyalty import DEFAULT_EXPIRING_DAYS, customer_loyalty, points_history
 from customers.services import customer_get
-from customers.services.loyalty import Tier, points_adjust_by_key, points_redeem
 from retention_crm import validation as v
 from retention_crm.api.pagination import Pagination
 from retention_crm.api.shapes import ERRORS, ErrorSerializer, body_object

@@ -23,15 +23,15 @@ The package: ``program`` (settings), ``ledger`` (the primitives every writer use
 nightly passes: expiry, tier recompute, birthdays).
 """
 
-from customers.services.loyalty.bonuses import BonusGrant, points_bonus_grant, points_review_bonus
-from customers.services.loyalty.earning import (
+from customers.loyalty.services.bonuses import BonusGrant, points_bonus_grant, points_review_bonus
+from customers.loyalty.services.earning import (
     LoyaltyOutcome,
     loyalty_after_purchases,
     loyalty_after_status_change,
     points_earn_for_purchases,
     points_welcome_for_customers,
 )
-from customers.services.loyalty.ledger import (
+from customers.loyalty.services.ledger import (
     Credit,
     Debit,
     InsufficientPoints,
@@ -40,7 +40,7 @@ from customers.services.loyalty.ledger import (
     customers_lock,
     debit_write,
 )
-from customers.services.loyalty.program import (
+from customers.loyalty.services.program import (
     DEFAULT_TIERS,
     REASON_MAX_LENGTH,
     TRAILING_SPEND_WINDOW,
@@ -51,14 +51,14 @@ from customers.services.loyalty.program import (
     loyalty_program_get,
     loyalty_tiers_validate,
 )
-from customers.services.loyalty.spending import (
+from customers.loyalty.services.spending import (
     Adjustment,
     Redemption,
     points_adjust,
     points_adjust_by_key,
     points_redeem,
 )
-from customers.services.loyalty.tiers import tiers_apply, tiers_recompute_for_customers
+from customers.loyalty.services.tiers import tiers_apply, tiers_recompute_for_customers
 
 __all__ = [
     "DEFAULT_TIERS",

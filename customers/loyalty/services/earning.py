@@ -5,14 +5,13 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from django.db import connection
 from django.db.models import Q, Sum
 from django.utils import timezone
 
-from customers.models import Customer, PointsEntry, PointsKind, Purchase, PurchaseStatus, TierChange
-from customers.services.loyalty.ledger import (
+from customers.loyalty.services.ledger import (
     Credit,
     Debit,
     credits_append,
@@ -22,8 +21,9 @@ from customers.services.loyalty.ledger import (
     debit_write,
     sql_array,
 )
-from customers.services.loyalty.program import WELCOME_MAX_SIGNUP_AGE, Program, loyalty_program_get
-from customers.services.loyalty.tiers import tiers_apply, tiers_recompute_for_customers, trailing_spends
+from customers.loyalty.services.program import WELCOME_MAX_SIGNUP_AGE, Program, loyalty_program_get
+from customers.loyalty.services.tiers import tiers_apply, tiers_recompute_for_customers, trailing_spends
+from customers.models import Customer, PointsEntry, PointsKind, Purchase, PurchaseStatus, TierChange
 
 # --- Earning and the purchase hooks ---------------------------------------------------------------
 
@@ -67,10 +67,11 @@ _PURCHASES_FOR_CREDITS = """
 """
 
 
-def _purchases_for_credits(ids: list[int]) -> list[tuple]:
+def _purchases_for_credits(ids: list[int]) -> list[tuple[Any, ...]]:
     with connection.cursor() as cursor:
         cursor.execute(_PURCHASES_FOR_CREDITS, [ids])
-        return cursor.fetchall()
+        rows: list[tuple[Any, ...]] = cursor.fetchall()
+        return rows
 
 
 def _purchase_credits(purchase_ids: Iterable[int], *, now: dt.datetime, program: Program) -> list[Credit]:

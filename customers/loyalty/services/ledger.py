@@ -17,16 +17,29 @@ def sql_array(values: Iterable[Any]) -> str:
     type (``%s::bigint[]``). A batch's statements bind columns of thousands of values: psycopg
     dumps a list element by element in Python (a datetime ten times slower than a string), this
     joins the text in one pass, about five times faster. None is NULL; datetimes go as ISO 8601."""
-    parts = []
+    texts: list[str | None] = []
+    append = texts.append
     for value in values:
-        if value is None:
-            parts.append("NULL")
-            continue
-        text = value if type(value) is str else value.isoformat() if isinstance(value, dt.datetime) else str(value)
-        if "\\" in text or '"' in text:
-            text = text.replace("\\", "\\\\").replace('"', '\\"')
-        parts.append(f'"{text}"')
-    return "{" + ",".join(parts) + "}"
+        kind = type(value)
+        if kind is str:
+            append(value)
+        elif value is None:
+            append(None)
+        elif kind is dt.datetime or isinstance(value, dt.datetime):
+            append(value.isoformat())
+        else:
+            append(str(value))
+    if None not in texts:
+        plain = "".join(texts)  # type: ignore[arg-type]
+        if '"' not in plain and "\\" not in plain:  # the usual case: nothing to escape, one join
+            return '{"' + '","'.join(texts) + '"}' if texts else "{}"  # type: ignore[arg-type]
+    return "{" + ",".join("NULL" if text is None else _array_element(text) for text in texts) + "}"
+
+
+def _array_element(text: str) -> str:
+    if "\\" in text or '"' in text:
+        text = text.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
 
 
 # --- Ledger primitives -----------------------------------------------------------------------------
@@ -145,7 +158,7 @@ def credits_append(credits: Iterable[Credit], *, at: dt.datetime, locked: Iterab
 
 
 def _credits_append_set_based(credits: list[Credit], *, at: dt.datetime) -> list[Written]:
-    columns = {
+    columns: dict[str, Any] = {
         "customer": [credit.customer_id for credit in credits],
         "kind": [credit.kind for credit in credits],
         "points": [credit.points for credit in credits],
@@ -351,6 +364,6 @@ def points_reasons_erase(*, customer_id: int, personal: Iterable[str]) -> int:
     with connection.cursor() as cursor:
         cursor.execute("SELECT set_config('retention_crm.erasure', 'on', true)")
         cursor.execute(_ERASE_REASONS, {"erased": ERASED_REASON, "customer": customer_id, "personal": patterns})
-        erased = cursor.rowcount
+        erased: int = cursor.rowcount
         cursor.execute("SELECT set_config('retention_crm.erasure', 'off', true)")
     return erased

@@ -8,8 +8,8 @@ from decimal import Decimal
 from django.db import connection
 from django.utils import timezone
 
+from customers.loyalty.services.program import TRAILING_SPEND_WINDOW, Program, loyalty_program_get
 from customers.models import Customer, TierChange
-from customers.services.loyalty.program import TRAILING_SPEND_WINDOW, Program, loyalty_program_get
 
 # --- Tiers -----------------------------------------------------------------------------------------
 
@@ -30,7 +30,8 @@ def trailing_spends(customer_ids: list[int], *, now: dt.datetime) -> list[tuple[
     """(id, tier, completed spend in the trailing 365 days) of each customer."""
     with connection.cursor() as cursor:
         cursor.execute(_TRAILING_SPEND, [now - TRAILING_SPEND_WINDOW, now, customer_ids])
-        return cursor.fetchall()
+        rows: list[tuple[int, str, Decimal]] = cursor.fetchall()
+        return rows
 
 
 def tiers_apply(

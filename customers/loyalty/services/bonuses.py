@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from django.utils import timezone
 
+from customers.loyalty.services.ledger import Credit, credits_write
+from customers.loyalty.services.program import loyalty_program_get
 from customers.models import PointsEntry, PointsKind, Purchase, PurchaseStatus
-from customers.services.loyalty.ledger import Credit, credits_write
-from customers.services.loyalty.program import loyalty_program_get
 
 # --- Bonuses ----------------------------------------------------------------------------------------
 

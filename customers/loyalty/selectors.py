@@ -4,18 +4,28 @@ loyalty summary and history, and the ledger checks behind ``loyalty_verify``."""
 import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TYPE_CHECKING, TypedDict
 
 from django.db.models import BigIntegerField, F, Min, OuterRef, Q, QuerySet, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from customers.loyalty.services import TRAILING_SPEND_WINDOW, Program, Tier, loyalty_program_get
 from customers.models import Customer, PointsEntry, Purchase, PurchaseStatus, TierChange
-from customers.services.loyalty import TRAILING_SPEND_WINDOW, Program, Tier, loyalty_program_get
+
+if TYPE_CHECKING:
+    from django_stubs_ext import WithAnnotations
 
 DEFAULT_EXPIRING_DAYS = 30
 
 
-def points_expiring_within(*, days: int, now: dt.datetime | None = None) -> QuerySet:
+class ExpiringRow(TypedDict):
+    customer_id: int
+    points: int
+    earliest_expiry: dt.datetime
+
+
+def points_expiring_within(*, days: int, now: dt.datetime | None = None) -> QuerySet[PointsEntry, ExpiringRow]:
     """Per customer, the points of lots expiring in ``(now, now + days]``: rows of
     ``customer_id``, ``points`` and ``earliest_expiry``, one per customer with such points.
 
@@ -26,13 +36,14 @@ def points_expiring_within(*, days: int, now: dt.datetime | None = None) -> Quer
     """
     now = now or timezone.now()
     # Ordered by customer so .first() works on it; an __in lookup drops the ordering again.
-    return (
+    rows: QuerySet[PointsEntry, ExpiringRow] = (
         PointsEntry.objects.filter(remaining__gt=0, expires_at__gt=now, expires_at__lte=now + dt.timedelta(days=days))
         .order_by()
         .values("customer_id")
         .annotate(points=Sum("remaining"), earliest_expiry=Min("expires_at"))
         .order_by("customer_id")
     )
+    return rows
 
 
 @dataclass(frozen=True)
@@ -113,7 +124,12 @@ def tier_history(*, customer: Customer) -> QuerySet[TierChange]:
     return customer.tier_changes.order_by("-changed_at", "-id")
 
 
-def loyalty_mismatches() -> QuerySet[Customer]:
+class LedgerSums(TypedDict):
+    ledger_sum: int
+    lots_sum: int
+
+
+def loyalty_mismatches() -> "QuerySet[WithAnnotations[Customer, LedgerSums]]":
     """Customers whose cached balance differs from the ledger's sum, or whose open lots do not add
     up to the balance: the invariants ``loyalty_verify`` checks. Empty when all is well.
 

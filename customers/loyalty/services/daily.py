@@ -15,10 +15,10 @@ from django.db.models import F, OuterRef, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from customers.loyalty.services.ledger import Credit, credits_write, customers_lock
+from customers.loyalty.services.program import loyalty_program_get
+from customers.loyalty.services.tiers import tiers_apply
 from customers.models import Customer, PointsEntry, PointsKind, TierChange
-from customers.services.loyalty.ledger import Credit, credits_write, customers_lock
-from customers.services.loyalty.program import loyalty_program_get
-from customers.services.loyalty.tiers import tiers_apply
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class ExpiryResult:
     points: int
 
 
-def _in_list(column: str, ids: list[int]) -> tuple[str, list]:
+def _in_list(column: str, ids: list[int]) -> tuple[str, list[list[int]]]:
     """``column = ANY(...)``: the ids as one array parameter."""
     return f"{column} = ANY(%s)", [ids]
 

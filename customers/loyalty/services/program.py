@@ -5,6 +5,8 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
+from functools import cached_property
+from typing import Any
 
 from django.db import connection
 
@@ -53,7 +55,12 @@ class Program:
     tiers: tuple[Tier, ...]  # by threshold, lowest first
 
     def tier(self, code: str) -> Tier | None:
-        return next((tier for tier in self.tiers if tier.code == code), None)
+        return self._tiers_by_code.get(code)
+
+    @cached_property
+    def _tiers_by_code(self) -> dict[str, Tier]:
+        # Looked up once per purchase of a batch: a dict, not a scan of the tiers each time.
+        return {tier.code: tier for tier in self.tiers}
 
     def multiplier(self, code: str) -> Decimal:
         """A tier code staff have since removed earns at the base rate until the next recompute."""
@@ -128,7 +135,7 @@ def loyalty_program_get(*, with_tiers: bool = True) -> Program:
 
     ``with_tiers=False`` skips reading the tiers where they play no part (redemption).
     """
-    settings_values: tuple | None = None
+    settings_values: tuple[Any, ...] | None = None
     tiers: tuple[Tier, ...] = ()
     if with_tiers:
         with connection.cursor() as cursor:
