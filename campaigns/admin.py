@@ -20,10 +20,10 @@ import contextlib
 import json
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from functools import partial, wraps
-from typing import Any
+from typing import Any, ClassVar, cast
 from urllib.parse import urlencode
 
 from django import forms
@@ -160,6 +160,24 @@ STEP_FIELD_ORDER = (
 )
 
 
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def params_and_offer(fields: Mapping[str, Any], trigger: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The chosen trigger's parameters and the offer, from the editor's fields: the form's cleaned
+    values (the save) or the posted text (the live preview). Empty fields, and an offer of 0,
+    are left out; the services validate the rest."""
+    params = {}
+    if trigger in TRIGGERS:
+        for param in TRIGGERS[trigger].params:
+            value = fields.get(param_field_name(trigger, param.name))
+            if not _blank(value):
+                params[param.name] = value
+    offer = {name.removeprefix("offer_"): fields.get(name) for name in OFFER_FIELDS}
+    return params, {key: value for key, value in offer.items() if value not in (None, "", 0)}
+
+
 def _in_reading_order(item: Any) -> Any:
     """A step (or variant) with its key and kind first (the database keeps JSON keys by length)."""
     if not isinstance(item, dict):
@@ -252,10 +270,12 @@ class CampaignFormBase(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["audience_tier"].choices = tier_choices()
-        self.fields["audience_rfm_segment"].choices = [(name, name) for name in rfm_segment_names()]
+        cast(forms.ChoiceField, self.fields["audience_tier"]).choices = tier_choices()
+        cast(forms.ChoiceField, self.fields["audience_rfm_segment"]).choices = [
+            (name, name) for name in rfm_segment_names()
+        ]
         if "status" in self.fields:
-            self.fields["status"].choices = [
+            cast(forms.ChoiceField, self.fields["status"]).choices = [
                 (value, label) for value, label in CampaignStatus.choices if value != CampaignStatus.ARCHIVED
             ]
         if "body" in self.fields:
@@ -314,13 +334,7 @@ class CampaignFormBase(forms.ModelForm):
     def service_data(self) -> dict[str, Any]:
         """The campaign in the API's shape, from the form's fields."""
         data = self.cleaned_data
-        trigger = data.get("trigger") or self.instance.trigger
-        params: dict[str, Any] = {}
-        if trigger in TRIGGERS:
-            for param in TRIGGERS[trigger].params:
-                value = data.get(param_field_name(trigger, param.name))
-                if value is not None:
-                    params[param.name] = _number(Decimal(value))
+        params, offer = params_and_offer(data, data.get("trigger") or self.instance.trigger)
         audience = {
             "tier": data.get("audience_tier") or [],
             "rfm_segment": data.get("audience_rfm_segment") or [],
@@ -330,19 +344,14 @@ class CampaignFormBase(forms.ModelForm):
             "max_total_spent": data.get("audience_max_total_spent"),
             "consent": data.get("audience_consent") or [],
         }
-        offer = {
-            "bonus_points": data.get("offer_bonus_points"),
-            "discount_percent": data.get("offer_discount_percent"),
-            "code_prefix": data.get("offer_code_prefix") or None,
-        }
         values = {name: data.get(name) for name in (*BASE_FIELDS, *MESSAGE_FIELDS, *MEASUREMENT_FIELDS) if name in data}
         if self.instance.pk:
             values.pop("status", None)  # status moves through the buttons (activate, pause, archive)
         return {
             **values,
-            "params": params,
+            "params": {name: _number(Decimal(value)) for name, value in params.items()},
             "audience": {key: value for key, value in audience.items() if value not in (None, [], "")},
-            "offer": {key: value for key, value in offer.items() if value not in (None, "", 0)},
+            "offer": offer,
             **self.journey_data(),
         }
 
@@ -362,7 +371,8 @@ class CampaignFormBase(forms.ModelForm):
         return name if name in self.fields else None
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         if "steps_json" in self.fields and self._posted("steps_json"):
             try:
                 self.parsed_steps = steps_parse(cleaned.get("steps_json", ""))
@@ -497,7 +507,10 @@ class CampaignAdmin(admin.ModelAdmin):
             return False
         return super().has_change_permission(request, obj)
 
-    def get_fieldsets(self, request: HttpRequest, obj: Campaign | None = None) -> list[tuple[str | None, dict]]:
+    # Plain dicts of fieldset options; the stubs want their own (private) TypedDict.
+    def get_fieldsets(  # type: ignore[override]
+        self, request: HttpRequest, obj: Campaign | None = None
+    ) -> list[tuple[str | None, dict[str, Any]]]:
         if obj is not None and not self.has_change_permission(request, obj):
             # Read-only (analysts, archived campaigns): the stored fields, no editor.
             return [(None, {"fields": READ_ONLY_FIELDS})]
@@ -572,7 +585,7 @@ class CampaignAdmin(admin.ModelAdmin):
         except ApplicationError as error:
             if request.method != "POST" or hasattr(request, "campaign_save_refused"):
                 raise
-            request.campaign_save_refused = error
+            request.campaign_save_refused = error  # type: ignore[attr-defined]  # for the retried view only
             return super().changeform_view(request, object_id, form_url, extra_context)
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context=None):
@@ -593,7 +606,7 @@ class CampaignAdmin(admin.ModelAdmin):
             extra_context["status_moves"] = self._status_moves(campaign)
             extra_context["can_run"] = request.user.has_perm(RUN_PERMISSION) and campaign.status == "active"
             extra_context["can_send_test"] = request.user.has_perm(SEND_TEST_PERMISSION)
-            extra_context["staff_email"] = request.user.email
+            extra_context["staff_email"] = request.user.email  # type: ignore[union-attr]  # admin: signed in
             extra_context["can_edit"] = self.has_change_permission(request, campaign)
             if campaign.channel != Channel.EMAIL:
                 extra_context["channel_destination"] = channel_destination(campaign.channel)
@@ -687,17 +700,6 @@ def _back(campaign: Campaign, request: HttpRequest) -> HttpResponseRedirect:
     return HttpResponseRedirect(_with_preview_customer(url, request))
 
 
-def _posted_params(data: Any, trigger: str) -> dict[str, str]:
-    """The chosen trigger's parameters as typed in the editor (the trigger validates them)."""
-    params = {}
-    if trigger in TRIGGERS:
-        for param in TRIGGERS[trigger].params:
-            raw = data.get(param_field_name(trigger, param.name), "")
-            if raw.strip():
-                params[param.name] = raw
-    return params
-
-
 def _posted_audience(data: Any) -> dict[str, Any]:
     audience = {
         "tier": data.getlist("audience_tier"),
@@ -722,7 +724,7 @@ def _posted_target(model_admin: "CampaignAdmin", request: HttpRequest) -> Target
     trigger = data.get("trigger", "")
     return Target.clean(
         trigger=trigger,
-        params=_posted_params(data, trigger),
+        params=params_and_offer(data, trigger)[0],
         channel=data.get("channel", "") or Channel.EMAIL,
         audience=_posted_audience(data),
         holdout_percent=data.get("holdout_percent", ""),
@@ -753,20 +755,16 @@ def preview_view(model_admin: CampaignAdmin, request: HttpRequest) -> HttpRespon
     _may_edit(model_admin, request)
     data = request.POST
     trigger = data.get("trigger", "")
-    offer = {
-        "bonus_points": data.get("offer_bonus_points") or None,
-        "discount_percent": data.get("offer_discount_percent") or None,
-        "code_prefix": data.get("offer_code_prefix") or None,
-    }
+    params, offer = params_and_offer(data, trigger)
     customer_external_id = data.get(PREVIEW_CUSTOMER, "").strip() or None
     try:
         preview = campaign_preview(
             subject=data.get("subject", ""),
             body=data.get("body", ""),
             body_html=data.get("body_html", ""),
-            offer={key: value for key, value in offer.items() if value},
+            offer=offer,
             trigger=trigger,
-            params=_posted_params(data, trigger),
+            params=params,
             customer_external_id=customer_external_id,
             steps=_posted_steps(data),
             channel=data.get("channel", "") or Channel.EMAIL,
@@ -861,7 +859,7 @@ def send_test_view(model_admin: CampaignAdmin, request: HttpRequest, object_id: 
             campaign_id=campaign.pk,
             to=to,
             staff_username=request.user.get_username(),
-            staff_email=request.user.email,
+            staff_email=request.user.email,  # type: ignore[union-attr]  # admin views: a signed-in user
             customer_external_id=customer,
             step_key=request.POST.get(PREVIEW_STEP, "").strip() or None,
             variant_key=request.POST.get(PREVIEW_VARIANT, "").strip() or None,
@@ -950,7 +948,7 @@ class MessageAdmin(CappedCountAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     )
     list_filter = ("status", "channel", ReasonFilter, "campaign")
     ordering = ("-id",)
-    sortable_by: tuple[str, ...] = ()  # no other column has an index to page through
+    sortable_by: ClassVar[tuple[str, ...]] = ()  # no other column has an index to page through
     search_fields = ("uuid", "customer__external_id", "dedupe_key")  # the search box; see get_search_results
     search_help_text = "Message UUID, customer external id or dedupe key, exactly."
     list_select_related = ("campaign", "customer")
@@ -979,7 +977,8 @@ class MessageAdmin(CappedCountAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
             extra_context = {**(extra_context or {}), "subtitle": message_label(message)}
         return super().change_view(request, object_id, form_url, extra_context)
 
-    def get_fields(self, request: HttpRequest, obj: Message | None = None) -> list[str]:
+    # Field names are a valid fields spec; only list's invariance makes list[str] differ from it.
+    def get_fields(self, request: HttpRequest, obj: Message | None = None) -> list[str]:  # type: ignore[override]
         names = [field.name for field in Message._meta.fields if field.name != "id"]
         at = names.index("reason")
         return [*names[:at], "reason_text", "waits", *names[at + 1 :], "content"]
@@ -1023,7 +1022,7 @@ class AttributionAdmin(CappedCountAdminMixin, ReadOnlyAdminMixin, admin.ModelAdm
     list_display = ("purchase", "campaign", "message_column", "attributed_at")
     list_filter = ("campaign",)
     ordering = ("-pk",)  # the purchase's id: newest purchases first, read off the primary key
-    sortable_by: tuple[str, ...] = ()
+    sortable_by: ClassVar[tuple[str, ...]] = ()
     search_fields = ("purchase__external_id", "purchase__customer__external_id")  # see get_search_results
     search_help_text = "A purchase's external id, or a customer's: exactly."
     list_select_related = ("purchase", "campaign", "message__campaign", "message__customer")
@@ -1050,7 +1049,7 @@ class EntryAdmin(CappedCountAdminMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("campaign", "customer", "state", "step_key", "next_at", "exit_reason", "held_out", "entered_at")
     list_filter = ("state", "exit_reason", "held_out", "campaign")
     ordering = ("-id",)
-    sortable_by: tuple[str, ...] = ()  # no other column has an index to page through
+    sortable_by: ClassVar[tuple[str, ...]] = ()  # no other column has an index to page through
     search_fields = ("customer__external_id", "dedupe_key")  # the search box; see get_search_results
     search_help_text = "Customer external id or dedupe key, exactly."
     list_select_related = ("campaign", "customer")

@@ -2,7 +2,7 @@
 
 import datetime as dt
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 from django import forms
 from django.contrib import admin, messages
@@ -17,8 +17,10 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from campaigns.channels.registry import CHANNELS, channel_definition
-from customers import loyalty_admin, selectors, selectors_360, selectors_loyalty
+from customers import selectors, selectors_360
 from customers.filters import customers_by_has_purchased
+from customers.loyalty import selectors as loyalty_selectors
+from customers.loyalty.admin import ADJUST_PERMISSION, adjust_points_view
 from customers.models import (
     AuditLog,
     Cart,
@@ -36,7 +38,7 @@ from customers.models import (
     PurchaseItem,
 )
 from customers.services import customer_changes_clean, customer_upsert, purchase_cancel, purchase_refund
-from customers.services.customers import PERSONAL_FIELDS
+from customers.services.customers import PERSONAL_FIELDS, customer_refuse_erased
 from metrics import selectors as metrics_selectors
 from retention_crm.errors import ApplicationError
 from retention_crm.money import money, store_currency
@@ -158,7 +160,8 @@ class CustomerForm(forms.ModelForm):
         return data
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         external_id = cleaned.get("external_id") or self.instance.external_id
         if not self.instance.pk and Customer.objects.filter(external_id=external_id).exists():
             self.add_error("external_id", "A customer with this external id already exists.")
@@ -171,8 +174,11 @@ class CustomerForm(forms.ModelForm):
                     self.add_error(target, problems)
                 if not error.fields:
                     self.add_error(None, error.message)
-            if self.instance.pk and self.instance.is_erased:
-                self.add_error(None, "This customer was erased; their record takes no new personal data.")
+            if self.instance.pk:
+                try:
+                    customer_refuse_erased(customer=self.instance)  # the service's rule, checked before the save
+                except ApplicationError as error:
+                    self.add_error(None, error.message)
         return cleaned
 
     def _post_clean(self) -> None:
@@ -204,7 +210,8 @@ class CustomerAdmin(CappedCountAdminMixin, admin.ModelAdmin):
         "points_display",
     )
     # The customers who bought last come first; those who never bought, last.
-    ordering = (F("last_purchase_at").desc(nulls_last=True), "-id")
+    # The admin sorts by expressions too; the stubs allow only field names.
+    ordering = (F("last_purchase_at").desc(nulls_last=True), "-id")  # type: ignore[assignment]
     list_filter = (
         *(consent_filter(channel) for channel in CHANNELS),
         TierFilter,
@@ -288,12 +295,12 @@ class CustomerAdmin(CappedCountAdminMixin, admin.ModelAdmin):
             if request.user.has_perm(NPS_VIEW_PERMISSION):
                 extra_context["customer_nps"] = selectors_360.customer_nps_answers(customer=customer)
             # Loyalty: tier progress, expiring points, tier history, and the adjust-points button.
-            extra_context["loyalty"] = selectors_loyalty.customer_loyalty(customer=customer)
+            extra_context["loyalty"] = loyalty_selectors.customer_loyalty(customer=customer)
             extra_context["tier_history"] = [
                 (change, names.get(change.from_tier, change.from_tier), names.get(change.to_tier, change.to_tier))
-                for change in selectors_loyalty.tier_history(customer=customer)[: selectors.RECENT_ROWS]
+                for change in loyalty_selectors.tier_history(customer=customer)[: selectors.RECENT_ROWS]
             ]
-            extra_context["can_adjust_points"] = request.user.has_perm(loyalty_admin.ADJUST_PERMISSION)
+            extra_context["can_adjust_points"] = request.user.has_perm(ADJUST_PERMISSION)
             # Metrics: the nightly RFM segment and churn risk (None until the customer is scored).
             extra_context["customer_scores"] = metrics_selectors.customer_scores(customer)
         return super().change_view(request, object_id, form_url, extra_context)
@@ -301,7 +308,7 @@ class CustomerAdmin(CappedCountAdminMixin, admin.ModelAdmin):
     def get_urls(self):
         adjust = path(
             "<path:object_id>/adjust-points/",
-            self.admin_site.admin_view(partial(loyalty_admin.adjust_points_view, self)),
+            self.admin_site.admin_view(partial(adjust_points_view, self)),
             name="customers_customer_adjust_points",
         )
         message = path(
@@ -483,11 +490,11 @@ class CustomerHistoryAdmin(CappedCountAdminMixin, ReadOnlyAdminMixin, admin.Mode
     """An append-only history list: newest first by the primary key (insertion order, and the one
     index every such table has), searched by a customer's exact external id."""
 
-    ordering = ("-id",)
-    sortable_by: tuple[str, ...] = ()
-    search_fields = ("customer__external_id",)  # the search box; see get_search_results
+    ordering: ClassVar[tuple[str, ...]] = ("-id",)
+    sortable_by: ClassVar[tuple[str, ...]] = ()
+    search_fields: ClassVar[tuple[str, ...]] = ("customer__external_id",)  # the search box; see get_search_results
     search_help_text = "A customer's external id, exactly."
-    list_select_related = ("customer",)
+    list_select_related: ClassVar[tuple[str, ...]] = ("customer",)
 
     def get_search_results(self, request: HttpRequest, queryset: QuerySet, search_term: str):
         term = search_term.strip()

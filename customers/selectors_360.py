@@ -7,6 +7,7 @@ rendered again from the campaign's templates, with the context the sender builds
 its discount code, points). Each is a fixed number of queries, however many messages there are.
 """
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,12 +15,13 @@ from django.db.models import QuerySet
 
 from campaigns.journey import journey_of
 from campaigns.models import Campaign, Message, MessageStatus, SuppressionReason
-from campaigns.services.sending import MESSAGE_FIELDS, Batch, expiring_days_for, message_context, message_step
+from campaigns.services.sending import MESSAGE_FIELDS, Batch, message_context, message_step
 from campaigns.templating import render, template_compile, uses
 from campaigns.tokens import unsubscribe_url, unsubscribe_url_prefix
+from campaigns.triggers.points_expiring import expiring_days_for
+from customers.loyalty.selectors import points_expiring_within
 from customers.models import CartItem, Channel, Customer, NpsResponse
 from customers.selectors import RECENT_ROWS
-from customers.selectors_loyalty import points_expiring_within
 
 # An SMS or push campaign has no subject: the list shows the start of its body instead.
 SUMMARY_LENGTH = 90
@@ -89,7 +91,7 @@ def _render_rows(rows: list[dict[str, Any]], campaigns: dict[int, Campaign], *, 
     """
     sources = {pk: _sources(campaign) for pk, campaign in campaigns.items()}
     cart_ids = {row["cart_id"] for row in rows if row["cart_id"] is not None}
-    cart_items: dict[int, list[dict[str, Any]]] = {}
+    cart_items: dict[int, list[Mapping[str, Any]]] = {}
     if cart_ids and any(uses(text, "cart") for text in sources.values()):
         items = CartItem.objects.filter(cart_id__in=cart_ids).order_by("pk")
         for item in items.values("cart_id", "sku", "name", "category", "quantity", "unit_price"):
@@ -97,7 +99,8 @@ def _render_rows(rows: list[dict[str, Any]], campaigns: dict[int, Campaign], *, 
 
     expiring: dict[int, dict[int, tuple[int, Any]]] = {}
     customer_ids = {row["customer_id"] for row in rows}
-    for days in {expiring_days_for(c) for c in campaigns.values() if uses(sources[c.pk], "points")}:
+    windows = {pk: expiring_days_for(trigger=c.trigger, params=c.params) for pk, c in campaigns.items()}
+    for days in {windows[pk] for pk in campaigns if uses(sources[pk], "points")}:
         found = points_expiring_within(days=days).filter(customer_id__in=customer_ids)
         expiring[days] = {entry["customer_id"]: (entry["points"], entry["earliest_expiry"]) for entry in found}
 
@@ -108,8 +111,8 @@ def _render_rows(rows: list[dict[str, Any]], campaigns: dict[int, Campaign], *, 
             rows=[],
             journey=journey_of(campaign),
             cart_items=cart_items,
-            expiring=expiring.get(expiring_days_for(campaign), {}),
-            expiring_days=expiring_days_for(campaign),
+            expiring=expiring.get(windows[campaign.pk], {}),
+            expiring_days=windows[campaign.pk],
             url_prefix=prefix,
         )
         for campaign in campaigns.values()

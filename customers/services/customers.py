@@ -1,7 +1,7 @@
 """Writes for customers and their consents."""
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -16,6 +16,8 @@ from django.utils import timezone
 from campaigns.channels.registry import personal_address_fields
 from campaigns.exits import entries_exit_for_customers  # campaigns: journeys end on revoke and erase
 from campaigns.models import Entry, Message  # campaigns: erasure reaches the customer's messages
+from customers.loyalty.services import points_welcome_for_customers
+from customers.loyalty.services.ledger import ERASED_REASON, points_reasons_erase
 from customers.models import (
     AuditLog,
     Channel,
@@ -26,15 +28,13 @@ from customers.models import (
     Purchase,
     PurchaseStatus,
 )
-from customers.services.loyalty import points_welcome_for_customers
-from customers.services.loyalty.ledger import ERASED_REASON, points_reasons_erase
 from retention_crm import validation as v
 from retention_crm.errors import Conflict, NotFound
 
 # Personal data: what staff edit in the admin and what erasure removes.
 PERSONAL_FIELDS = ("email", "phone", "first_name", "last_name", "birth_date", "timezone", "tags", "attributes")
 CUSTOMER_FIELDS = frozenset({*PERSONAL_FIELDS, "created_at", "consents", "referred_by"})
-_CLEANERS = {
+_CLEANERS: dict[str, Callable[[Any], Any]] = {
     "email": v.clean_email,
     "phone": v.clean_phone,
     "first_name": lambda value: v.clean_text(value, "first_name", 150),
@@ -124,6 +124,12 @@ def customer_changes_clean(*, external_id: str, data: dict[str, Any]) -> Custome
     )
 
 
+def customer_refuse_erased(*, customer: Customer) -> None:
+    """Erasure is irreversible: an erased customer's record takes no new personal data (a 409)."""
+    if customer.is_erased:
+        raise Conflict("This customer was erased; their record takes no new personal data.", code="erased")
+
+
 @transaction.atomic
 def customer_upsert(
     *, external_id: str, data: dict[str, Any], source: str = ConsentSource.API
@@ -136,11 +142,10 @@ def customer_upsert(
     changes = customer_changes_clean(external_id=external_id, data=data)
     customer = Customer.objects.select_for_update(no_key=True).filter(external_id=changes.external_id).first()
     created = customer is None
-    if created:
+    if customer is None:
         customer = Customer(external_id=changes.external_id, referred_by=changes.referrer, **changes.values)
-    elif customer.is_erased:
-        raise Conflict("This customer was erased; their record takes no new personal data.", code="erased")
     else:
+        customer_refuse_erased(customer=customer)
         for name, value in changes.values.items():
             setattr(customer, name, value)
         if customer.referred_by_id is None and changes.referrer is not None:
@@ -159,12 +164,13 @@ def customer_upsert(
 def consent_set(
     *,
     customer: Customer,
-    channel: str,
-    granted: bool,
+    channel: Any,
+    granted: Any,
     source: str,
     at: dt.datetime | None = None,
 ) -> Consent:
-    """Set one channel's consent; a change appends to the consent history, a repeat does not."""
+    """Set one channel's consent; a change appends to the consent history, a repeat does not.
+    ``channel`` and ``granted`` may come straight from a request: they are checked here."""
     v.clean_choice(channel, "channel", Channel.values)
     v.clean_choice(source, "source", ConsentSource.values)
     if not isinstance(granted, bool):

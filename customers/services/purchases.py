@@ -5,6 +5,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from customers.loyalty.services import loyalty_after_status_change
 from customers.models import (
     Customer,
     Product,
@@ -15,8 +16,7 @@ from customers.services.customers import (
     customer_get_or_create_locked,
     customer_stats_refresh,
 )
-from customers.services.loyalty import loyalty_after_status_change
-from customers.services.purchase_input import LineItemInput, PurchaseInput
+from customers.services.purchase_input import LineItemInput, PurchaseInput, purchase_conflict
 from customers.services.purchase_sets import purchases_apply, purchases_insert
 from retention_crm.errors import Conflict, NotFound
 
@@ -38,11 +38,7 @@ def _stored_fields(data: PurchaseInput, digest: str) -> dict[str, Any]:
 def _existing_or_conflict(data: PurchaseInput, digest: str) -> Purchase:
     existing = Purchase.objects.get(external_id=data.external_id)
     if not data.same_content(existing.content_digest):
-        raise Conflict(
-            f"Purchase {data.external_id!r} already exists with different content.",
-            code="purchase_conflict",
-            fields={"external_id": ["already used for a different purchase"]},
-        )
+        raise purchase_conflict(data.external_id)
     return existing
 
 
