@@ -46,6 +46,9 @@ class Outgoing:
     unsubscribe_url: str
     campaign_id: int
     html: str = ""  # email: the HTML part in the shop's layout (campaigns.content); "" sends text only
+    # The message's signed preference-centre link. Push and webhook carry it only here (their
+    # ``preferences_link`` in campaigns.channels.registry); SMS and Telegram also in the text.
+    preferences_url: str = ""
 
     def payload(self) -> dict[str, object]:
         """The JSON body HTTP and development backends send or record."""
@@ -58,6 +61,7 @@ class Outgoing:
             "body": self.body,
             "campaign": self.campaign_id,
             "unsubscribe_url": self.unsubscribe_url,
+            "preferences_url": self.preferences_url,
         }
 
 

@@ -4,6 +4,10 @@ Each request carries ``Idempotency-Key: <message uuid>``. A provider that honour
 repeat of the same message (a retry after a timeout, or a re-send after a worker died between the
 provider's answer and our record of it) into one delivery.
 
+The body is ``Outgoing.payload()``: ``id``, ``channel``, ``to``, ``customer``, ``subject``, ``body``,
+``campaign``, ``unsubscribe_url`` and ``preferences_url`` (the message's preference-centre link, which
+push and webhook messages carry only there: their text is left as the template wrote it).
+
 Configuration per channel, from the environment (see settings and README): ``<CHANNEL>_URL``, an
 optional ``<CHANNEL>_TOKEN`` sent as ``Authorization: Bearer <token>``, ``<CHANNEL>_TIMEOUT``.
 
@@ -56,9 +60,11 @@ class HttpChannel(ChannelBackend):
         A network failure is transient."""
         if self.connection is None:
             self.open()
+        connection = self.connection
+        assert connection is not None  # open() sets it
         try:
-            self.connection.request("POST", self.path, body=body, headers=headers)
-            response = self.connection.getresponse()
+            connection.request("POST", self.path, body=body, headers=headers)
+            response = connection.getresponse()
             content = response.read()
         except (TimeoutError, OSError, http.client.HTTPException) as error:
             self.close()  # the connection's state is unknown: start afresh

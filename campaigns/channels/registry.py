@@ -6,6 +6,8 @@ Everything that depends on the channel reads it from here rather than branching 
 - evaluation and advancing: ``address_sql`` (a customer has an address for the channel);
 - sending: ``address_of`` (the ``to`` of an outgoing message), ``address_fields`` (the customer
   columns a batch loads) and ``addressed_case_sql`` (the send-time check for a batch of mixed channels);
+- sending and the editor's preview: ``preferences_link`` (how a message carries its link to the
+  preference centre);
 - the unsubscribe page: ``mask`` (the address shown back, never in full);
 - the customer admin: ``consent_field`` and ``consent_label`` (one checkbox per channel);
 - erasure: ``personal_address_fields`` (addresses that are personal data and are cleared);
@@ -20,6 +22,7 @@ consent is kept alike (current state plus history), so a definition names no con
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 
@@ -36,6 +39,19 @@ def mask_tail(address: str) -> str:
     return f"***{address[-3:]}" if address else ""
 
 
+class PreferencesLink(StrEnum):
+    """How a message of the channel carries its preference-centre link (SPEC §4.2: every message)
+    when its template does not write ``preferences_url`` itself."""
+
+    # The text part's footer, with the unsubscribe link (email: the HTML layout has its own footer).
+    FOOTER = "footer"
+    # "Preferences: <url>" as the text's last line (SMS, Telegram: the text is all the customer sees).
+    LAST_LINE = "last_line"
+    # The text is left alone; the provider gets the link as the message's ``preferences_url`` field
+    # (push, webhook: the shop's app or bot shows it its own way).
+    FIELD = "field"
+
+
 @dataclass(frozen=True)
 class ChannelDefinition:
     key: str  # the value stored in consents and messages, and the ``customers.models.Channel`` choice
@@ -43,6 +59,7 @@ class ChannelDefinition:
     address_field: str  # the customer column that holds the channel's address
     mask: Callable[[str], str]
     default_backend: str  # a name in ``campaigns.channels.BACKENDS`` or a dotted path
+    preferences_link: PreferencesLink
     # The column can never be empty (the external id): no address check is needed.
     always_addressed: bool = False
 
@@ -72,8 +89,22 @@ class ChannelDefinition:
 CHANNELS: dict[str, ChannelDefinition] = {
     definition.key: definition
     for definition in (
-        ChannelDefinition("email", "Email", address_field="email", mask=mask_email, default_backend="email"),
-        ChannelDefinition("sms", "SMS", address_field="phone", mask=mask_tail, default_backend="console"),
+        ChannelDefinition(
+            "email",
+            "Email",
+            address_field="email",
+            mask=mask_email,
+            default_backend="email",
+            preferences_link=PreferencesLink.FOOTER,
+        ),
+        ChannelDefinition(
+            "sms",
+            "SMS",
+            address_field="phone",
+            mask=mask_tail,
+            default_backend="console",
+            preferences_link=PreferencesLink.LAST_LINE,
+        ),
         # Push and webhook providers know the customer by the shop's own id (they hold the device
         # tokens or the bot's chats themselves).
         ChannelDefinition(
@@ -82,6 +113,7 @@ CHANNELS: dict[str, ChannelDefinition] = {
             address_field="external_id",
             mask=mask_tail,
             default_backend="console",
+            preferences_link=PreferencesLink.FIELD,
             always_addressed=True,
         ),
         ChannelDefinition(
@@ -90,10 +122,16 @@ CHANNELS: dict[str, ChannelDefinition] = {
             address_field="external_id",
             mask=mask_tail,
             default_backend="console",
+            preferences_link=PreferencesLink.FIELD,
             always_addressed=True,
         ),
         ChannelDefinition(
-            "telegram", "Telegram", address_field="telegram_chat_id", mask=mask_tail, default_backend="telegram"
+            "telegram",
+            "Telegram",
+            address_field="telegram_chat_id",
+            mask=mask_tail,
+            default_backend="telegram",
+            preferences_link=PreferencesLink.LAST_LINE,
         ),
     )
 }

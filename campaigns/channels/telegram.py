@@ -68,9 +68,16 @@ class TelegramChannel(HttpChannel):
 
 
 def telegram_text(message: Outgoing) -> str:
-    """The subject (a title, when the campaign has one) above the body, within the API's limit."""
-    text = f"{message.subject}\n\n{message.body}" if message.subject else message.body
-    return text.strip()[:MAX_TEXT_LENGTH]
+    """The subject (a title, when the campaign has one) above the body, within the API's limit. A
+    text cut to the limit keeps its last line whole when that line has the preference-centre link
+    (the line the sender adds): every message links the preference centre (SPEC §4.2)."""
+    text = (f"{message.subject}\n\n{message.body}" if message.subject else message.body).strip()
+    if len(text) <= MAX_TEXT_LENGTH:
+        return text
+    head, newline, last = text.rpartition("\n")
+    if newline and message.preferences_url and message.preferences_url in last and len(last) < MAX_TEXT_LENGTH:
+        return f"{head[: MAX_TEXT_LENGTH - len(last) - 1]}\n{last}"
+    return text[:MAX_TEXT_LENGTH]
 
 
 def _answer(content: bytes) -> dict:

@@ -12,8 +12,8 @@ from django.utils import timezone
 from campaigns.content.links import InvalidLink, nps_read
 from campaigns.content.tracking import message_engagement_record
 from campaigns.models import Message
+from customers.loyalty.services import points_review_bonus
 from customers.models import NpsResponse
-from customers.services.loyalty import points_review_bonus
 from retention_crm import validation as v
 from retention_crm.errors import ApplicationError
 

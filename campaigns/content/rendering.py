@@ -1,5 +1,6 @@
 """What the sender asks of this package for each message (SPEC §4.2): the variables every template
-gets (``preferences_url``, ``nps_links``), and an email's HTML part and plain part.
+gets (``preferences_url``, ``nps_links``), the preference-centre link each channel's text carries
+(``text_addition``, ``text_as_sent``), and an email's HTML part and plain part.
 
 ``MessageContent`` lives for one batch: the layout, the link maker and each step's compiled HTML
 template are made once and reused for every message of the batch.
@@ -13,9 +14,10 @@ from django.template import Template
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from campaigns.channels.registry import PreferencesLink, channel_definition
 from campaigns.content.html_email import LayoutParts, email_html, email_layout_get, html_to_text, links_rewritten
 from campaigns.content.links import NPS_SCORES, LinkMaker
-from campaigns.templating import render, template_compile
+from campaigns.templating import render, template_compile, uses
 from retention_crm.errors import ApplicationError
 
 
@@ -73,6 +75,35 @@ def message_variables(content: MessageContent, message_uuid: str) -> dict[str, A
 def text_footer(text: str, *, unsubscribe_url: str, preferences_url: str) -> str:
     """The plain part's footer, for a body that does not show the unsubscribe link itself."""
     return f"{text.rstrip()}\n\nPreferences: {preferences_url}\nUnsubscribe: {unsubscribe_url}\n"
+
+
+# A body that mentions the variable already carries what the sender would add to its text.
+SHOWN_BY = {PreferencesLink.FOOTER: "unsubscribe_url", PreferencesLink.LAST_LINE: "preferences_url"}
+
+
+def preferences_line(text: str, preferences_url: str) -> str:
+    """``text`` ending in a short line with the preference-centre link (SMS, Telegram)."""
+    line = f"Preferences: {preferences_url}"
+    return f"{text.rstrip()}\n\n{line}" if text.strip() else line
+
+
+def text_addition(channel: str, body_source: str) -> PreferencesLink | None:
+    """What the sender adds to the text of ``channel``'s messages with this body template (its
+    registry definition's ``preferences_link``), or None when the body already shows the link
+    itself: email's footer unless the body shows ``unsubscribe_url``, the last line unless it shows
+    ``preferences_url``. Push and webhook carry the link as a field, never in the text."""
+    link = channel_definition(channel).preferences_link
+    variable = SHOWN_BY.get(link)
+    return link if variable and not uses(body_source, variable) else None
+
+
+def text_as_sent(text: str, addition: PreferencesLink | None, *, unsubscribe_url: str, preferences_url: str) -> str:
+    """The rendered text with what ``text_addition`` said to add."""
+    if addition == PreferencesLink.FOOTER:
+        return text_footer(text, unsubscribe_url=unsubscribe_url, preferences_url=preferences_url)
+    if addition == PreferencesLink.LAST_LINE:
+        return preferences_line(text, preferences_url)
+    return text
 
 
 def email_html_and_text(

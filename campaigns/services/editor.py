@@ -16,12 +16,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from campaigns.channels.email import message_id_domain
-from campaigns.content.preview import html_preview
+from campaigns.content.preview import html_preview, text_preview
 from campaigns.journey import IMPLICIT_STEP_KEY, Journey, Step, journey_of, steps_clean
 from campaigns.models import Campaign
 from campaigns.offers import offer_clean, offer_context
 from campaigns.services.campaigns import campaign_get
-from campaigns.services.sending import DEFAULT_EXPIRING_DAYS
 from campaigns.templating import (
     cart_context,
     customer_context,
@@ -31,7 +30,7 @@ from campaigns.templating import (
     storable_text,
     template_compile,
 )
-from campaigns.triggers import trigger_get
+from campaigns.triggers.points_expiring import expiring_days_for
 from customers.models import AuditLog, Cart, CartStatus, Channel, Customer, Purchase, PurchaseStatus
 from retention_crm import validation as v
 from retention_crm.errors import ApplicationError, NotFound
@@ -78,15 +77,6 @@ class Content:
     body_html: str = ""
 
 
-def _expiring_days(trigger: str, params: Any) -> int:
-    if trigger == "points_expiring":
-        try:
-            return int(trigger_get(trigger).resolve(params if isinstance(params, dict) else {})["days_ahead"])
-        except (ApplicationError, TypeError, ValueError):
-            return 14
-    return DEFAULT_EXPIRING_DAYS
-
-
 def preview_context(*, customer_external_id: str | None, offer: Any, trigger: str, params: Any) -> dict[str, Any]:
     """The context a message to this customer would get now (their latest open cart, their points,
     their latest purchase); the sample context when no customer is named."""
@@ -123,8 +113,8 @@ def preview_context(*, customer_external_id: str | None, offer: Any, trigger: st
         if purchase
         else None
     )
-    days = _expiring_days(trigger, params)
-    from customers.selectors_loyalty import points_expiring_within
+    days = expiring_days_for(trigger=trigger, params=params)
+    from customers.loyalty.selectors import points_expiring_within
 
     expiring = points_expiring_within(days=days).filter(customer_id=customer_id).first()
     context["points"] = points_context(
@@ -252,7 +242,13 @@ def content_render(
     )
     return Preview(
         subject=subject,
-        body=rendered["body"] or html_text,
+        # The text as the channel carries it (SMS and Telegram add the preference-centre line).
+        body=text_preview(
+            channel=content.step.channel,
+            source=content.body or "",
+            text=rendered["body"] or html_text,
+            preferences_url=context["preferences_url"],
+        ),
         customer=customer_external_id,
         step_key=content.step.key,
         variant_key=content.variant_key,

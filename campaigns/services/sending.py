@@ -24,7 +24,7 @@ import datetime as dt
 import logging
 import math
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,8 +35,14 @@ from django.utils import timezone
 
 from campaigns.channels import Outgoing, PermanentError, TransientError, backend_for
 from campaigns.channels.lanes import Lanes
-from campaigns.channels.registry import address_fields, address_of, addressed_case_sql
-from campaigns.content.rendering import MessageContent, email_html_and_text, message_variables, text_footer
+from campaigns.channels.registry import PreferencesLink, address_fields, address_of, addressed_case_sql
+from campaigns.content.rendering import (
+    MessageContent,
+    email_html_and_text,
+    message_variables,
+    text_addition,
+    text_as_sent,
+)
 from campaigns.content.topics import topic_allowed_sql
 from campaigns.journey import Journey, Step, journey_of
 from campaigns.models import Campaign, CampaignStatus, ExitOn, Message, MessageStatus, SuppressionReason
@@ -62,6 +68,7 @@ from campaigns.templating import (
     uses,
 )
 from campaigns.tokens import unsubscribe_url, unsubscribe_url_prefix
+from campaigns.triggers.points_expiring import DEFAULT_EXPIRING_DAYS, expiring_days_for
 from customers.models import CartItem, Channel
 from retention_crm.errors import ApplicationError
 
@@ -71,7 +78,6 @@ SEND_FANOUT_MAX = 8  # send tasks started at once for one campaign's backlog
 MAX_SEND_ATTEMPTS = 5
 RETRY_BASE_SECONDS = 60
 RETRY_MAX_SECONDS = 3_600
-DEFAULT_EXPIRING_DAYS = 14
 MESSAGE_MAX_AGE = dt.timedelta(days=7)  # a queued message this late is no longer worth sending
 MAX_ERROR_LENGTH = 2_000
 
@@ -85,7 +91,8 @@ def sending_stale_after() -> dt.timedelta:
 def send_batch_size() -> int:
     """Messages per claim (setting CAMPAIGN_SEND_BATCH_SIZE): larger batches amortise the claim and the
     record statements, smaller ones spread a backlog over more workers sooner."""
-    return settings.CAMPAIGN_SEND_BATCH_SIZE
+    size: int = settings.CAMPAIGN_SEND_BATCH_SIZE
+    return size
 
 
 def retry_delay(attempts: int) -> dt.timedelta:
@@ -290,17 +297,11 @@ class Batch:
     campaign: Campaign
     rows: list[dict[str, Any]]
     journey: Journey | None = None
-    cart_items: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    cart_items: dict[int, list[Mapping[str, Any]]] = field(default_factory=dict)
     expiring: dict[int, tuple[int, dt.datetime | None]] = field(default_factory=dict)
     expiring_days: int = DEFAULT_EXPIRING_DAYS
     url_prefix: str = field(default_factory=unsubscribe_url_prefix)
     content: MessageContent = field(default_factory=MessageContent)  # layout, links, HTML templates
-
-
-def expiring_days_for(campaign: Campaign) -> int:
-    if campaign.trigger == "points_expiring":
-        return int(campaign.params.get("days_ahead", 14))
-    return DEFAULT_EXPIRING_DAYS
 
 
 def _row_customer(row: dict[str, Any]) -> dict[str, Any]:
@@ -344,7 +345,8 @@ def message_context(batch: Batch, row: dict[str, Any], url: str) -> dict[str, An
 
 def _load_batch(campaign: Campaign, ids: list[int], now: dt.datetime) -> Batch:
     rows = list(Message.objects.filter(pk__in=ids, status=MessageStatus.SENDING).order_by("pk").values(*MESSAGE_FIELDS))
-    batch = Batch(campaign=campaign, rows=rows, journey=journey_of(campaign), expiring_days=expiring_days_for(campaign))
+    expiring_days = expiring_days_for(trigger=campaign.trigger, params=campaign.params)
+    batch = Batch(campaign=campaign, rows=rows, journey=journey_of(campaign), expiring_days=expiring_days)
     steps = {row["id"]: message_step(batch, row) for row in rows}
     sources = "".join(
         "".join(steps[row["id"]].content(row["variant_key"])) + steps[row["id"]].html_content(row["variant_key"])
@@ -362,7 +364,7 @@ def _load_batch(campaign: Campaign, ids: list[int], now: dt.datetime) -> Batch:
         ):
             batch.cart_items.setdefault(item["cart_id"], []).append(item)
     if uses(sources, "points"):
-        from customers.selectors_loyalty import points_expiring_within
+        from customers.loyalty.selectors import points_expiring_within
 
         customer_ids = {row["customer_id"] for row in rows}
         for entry in points_expiring_within(days=batch.expiring_days, now=now).filter(customer_id__in=customer_ids):
@@ -436,7 +438,7 @@ def _record(campaign: Campaign, outcomes: list[Outcome], result: SendResult) -> 
     """
     if not outcomes:
         return
-    from customers.services.loyalty import BonusGrant, points_bonus_grant
+    from customers.loyalty.services import BonusGrant, points_bonus_grant
 
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
@@ -625,7 +627,8 @@ def _content_key(row: dict[str, Any]) -> tuple[str, str]:
 
 
 def _compile_contents(batch: Batch) -> dict[tuple[str, str], Any]:
-    """Each (step, variant) of the batch compiled once: (subject, body, add a text footer), or the error."""
+    """Each (step, variant) of the batch compiled once: (subject, body, what the text gets added: the
+    preference-centre link as the channel carries it, ``text_addition``), or the error."""
     compiled: dict[tuple[str, str], Any] = {}
     for row in batch.rows:
         key = _content_key(row)
@@ -637,7 +640,7 @@ def _compile_contents(batch: Batch) -> dict[tuple[str, str], Any]:
             compiled[key] = (
                 template_compile(subject_source, "subject"),
                 template_compile(body_source, "body"),
-                row["channel"] == Channel.EMAIL and not uses(body_source, "unsubscribe_url"),
+                text_addition(row["channel"], body_source),
             )
         except ApplicationError as error:
             compiled[key] = error
@@ -645,7 +648,13 @@ def _compile_contents(batch: Batch) -> dict[tuple[str, str], Any]:
 
 
 def _send_one(
-    batch: Batch, backend: Any, row: dict[str, Any], subject: Any, body: Any, footer: bool, now: dt.datetime | None
+    batch: Batch,
+    backend: Any,
+    row: dict[str, Any],
+    subject: Any,
+    body: Any,
+    footer: PreferencesLink | None,
+    now: dt.datetime | None,
 ) -> Outcome:
     message_uuid = str(row["uuid"])
     url = unsubscribe_url(message_uuid, batch.url_prefix)
@@ -665,8 +674,7 @@ def _send_one(
                 tz=customer["timezone"],
                 message_uuid=message_uuid,
             )
-        if footer:
-            text = text_footer(text, unsubscribe_url=url, preferences_url=context["preferences_url"])
+        text = text_as_sent(text, footer, unsubscribe_url=url, preferences_url=context["preferences_url"])
         outgoing = Outgoing(
             uuid=message_uuid,
             channel=row["channel"],
@@ -677,6 +685,7 @@ def _send_one(
             unsubscribe_url=url,
             campaign_id=batch.campaign.pk,
             html=html,
+            preferences_url=context["preferences_url"],
         )
     except SoftTimeLimitExceeded:
         raise

@@ -9,6 +9,7 @@ import pytest
 from django.core import mail
 
 from campaigns.channels import development
+from campaigns.content.links import LinkMaker
 from campaigns.models import Message
 from campaigns.offers import bonus_key
 from campaigns.services import (
@@ -345,9 +346,10 @@ def test_file_and_console_backends_for_development(make_customer, make_campaign,
     messages_send_batch(campaign_id=push.pk, now=now)
     [line] = (tmp_path / "sms.jsonl").read_text().splitlines()
     record = json.loads(line)
+    message_uuid = str(Message.objects.get(campaign=sms).uuid)
     assert (record["to"], record["body"], record["id"]) == (
         "+4915112345678",
-        "Hi from SMS",
-        str(Message.objects.get(campaign=sms).uuid),
+        f"Hi from SMS\n\nPreferences: {LinkMaker().preferences_url(message_uuid)}",
+        message_uuid,
     )
     assert "Hi from push" in capsys.readouterr().out

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from campaigns.content.links import LinkMaker
 from campaigns.models import Message, MessageStatus
 from campaigns.services import campaign_evaluate, messages_send_batch
 from campaigns.telegram_links import LINK_MAX_AGE, telegram_start_token
@@ -234,8 +235,9 @@ def test_a_message_goes_to_the_chat_through_send_message(bot_api, make_customer,
     linked_customer(make_customer, now, first_name="Ada")
     campaign = telegram_campaign(make_campaign, now)
     assert messages_send_batch(campaign_id=campaign.pk, now=now).sent == 1
-    assert bot_api.sent == [{"chat_id": str(CHAT), "text": "Hi Ada, we miss you."}]
     message = Message.objects.get(campaign=campaign)
+    link = LinkMaker().preferences_url(str(message.uuid))
+    assert bot_api.sent == [{"chat_id": str(CHAT), "text": f"Hi Ada, we miss you.\n\nPreferences: {link}"}]
     assert message.status == MessageStatus.SENT and message.provider_message_id == "1"
 
 
