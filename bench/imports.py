@@ -242,7 +242,21 @@ def measure(name: str, url: str, full_file: Path, memory_file: Path) -> Target:
     return Target(name, copied, full, memory)
 
 
-def report(targets: list[Target], *, lines: int, orders: int, memory_lines: int, data_set: tuple[int, int]) -> str:
+def server_settings(url: str) -> str:
+    """The server's version and the settings the figures depend on (docs/OPERATIONS.md)."""
+    with psycopg.connect(url) as conn:
+        version, buffers, wal, timeout = conn.execute(
+            "SELECT current_setting('server_version'), current_setting('shared_buffers'), "
+            "current_setting('max_wal_size'), current_setting('checkpoint_timeout')"
+        ).fetchone()
+    return (
+        f"PostgreSQL {version.split()[0]} (shared_buffers {buffers}, max_wal_size {wal}, checkpoint_timeout {timeout})"
+    )
+
+
+def report(
+    targets: list[Target], *, lines: int, orders: int, memory_lines: int, data_set: tuple[int, int], server: str
+) -> str:
     def cells(render) -> str:
         return " | ".join(render(target) for target in targets)
 
@@ -280,7 +294,7 @@ def report(targets: list[Target], *, lines: int, orders: int, memory_lines: int,
         "refunds and cancellations), with stats, points, tiers, cart conversion and attribution, into the "
         f"data set of bench/generate.py ({data_set[0]:,} customers, about {data_set[1]:,} purchases) and into "
         "an empty database (where every customer is new and gets its welcome bonus), next to PostgreSQL's "
-        "COPY of the same file in the same run, on the 2-core machine above. "
+        f"COPY of the same file in the same run, on the 2-core machine above, with {server}. "
         f"Results: {'; '.join(f'{t.name}: {t.full.summary}' for t in targets)}. Where the time goes, and "
         "what would raise the rate: [IMPORT.md](IMPORT.md#batches-and-speed)."
     )
@@ -333,7 +347,12 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             empty_again(args.empty_database_url)
     text = report(
-        targets, lines=args.lines, orders=orders, memory_lines=args.memory_lines, data_set=(customers, purchases)
+        targets,
+        lines=args.lines,
+        orders=orders,
+        memory_lines=args.memory_lines,
+        data_set=(customers, purchases),
+        server=server_settings(loaded_url),
     )
     print(text)
     if not args.no_write:

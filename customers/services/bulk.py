@@ -18,15 +18,15 @@ from typing import Any
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
+from customers.loyalty.services import loyalty_program_get
+from customers.loyalty.services.earning import points_welcome_for_created, welcome_points
+from customers.loyalty.services.ledger import sql_array
 from customers.models import Customer, Purchase
-from customers.services.loyalty import loyalty_program_get
-from customers.services.loyalty.earning import points_welcome_for_created, welcome_points
-from customers.services.loyalty.ledger import sql_array
-from customers.services.purchase_input import PurchaseInput
+from customers.services.purchase_input import PurchaseInput, purchase_conflict
 from customers.services.purchase_sets import purchases_apply, purchases_insert
 from customers.services.purchases import purchase_record
 from retention_crm import validation as v
-from retention_crm.errors import ApplicationError, Conflict
+from retention_crm.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
 
@@ -54,12 +54,13 @@ def _error(raw: Any, error: ApplicationError) -> BulkResult:
     )
 
 
-def _conflict(external_id: str) -> Conflict:
-    return Conflict(
-        f"Purchase {external_id!r} already exists with different content.",
-        code="purchase_conflict",
-        fields={"external_id": ["already used for a different purchase"]},
-    )
+@dataclass(frozen=True)
+class PreparedPurchases:
+    """A batch validated and fingerprinted, nothing read or written yet (``purchases_prepare``)."""
+
+    raw_purchases: list[Any]
+    results: list[BulkResult | None]  # decided already: invalid, or a repeat within the batch
+    candidates: list[tuple[int, PurchaseInput, str]]  # (index, purchase, content digest) to look up
 
 
 def purchases_record_bulk(*, raw_purchases: list[Any], max_purchases: int = MAX_BULK_PURCHASES) -> list[BulkResult]:
@@ -75,13 +76,20 @@ def purchases_record_bulk(*, raw_purchases: list[Any], max_purchases: int = MAX_
     batch naming the same new customer so waits for that short transaction only, not for this
     whole batch. Called inside a caller's transaction, everything commits together.
     """
+    return purchases_record_prepared(purchases_prepare(raw_purchases=raw_purchases, max_purchases=max_purchases))
+
+
+def purchases_prepare(*, raw_purchases: list[Any], max_purchases: int = MAX_BULK_PURCHASES) -> PreparedPurchases:
+    """The first half of ``purchases_record_bulk``: validate every item and take its content
+    digest, in Python only (no database), so a caller may do it in another thread than the
+    recording (the CSV import validates the next batch while the last one is being written)."""
     if not isinstance(raw_purchases, list):
         raise v.invalid("purchases", "must be a list")
     if len(raw_purchases) > max_purchases:
         raise v.invalid("purchases", f"at most {max_purchases} purchases per request")
 
     results: list[BulkResult | None] = [None] * len(raw_purchases)
-    first_seen: dict[str, tuple[int, str]] = {}  # external_id -> (index, digest) of its first valid item
+    first_seen: dict[str, str] = {}  # external_id -> digest of its first valid item
     candidates: list[tuple[int, PurchaseInput, str]] = []
     for index, raw in enumerate(raw_purchases):
         try:
@@ -91,16 +99,23 @@ def purchases_record_bulk(*, raw_purchases: list[Any], max_purchases: int = MAX_
             continue
         digest = item.digest()
         if item.external_id in first_seen:
-            same = first_seen[item.external_id][1] == digest
+            same = first_seen[item.external_id] == digest
             results[index] = (
-                BulkResult(item.external_id, "exists") if same else _error(raw, _conflict(item.external_id))
+                BulkResult(item.external_id, "exists") if same else _error(raw, purchase_conflict(item.external_id))
             )
             continue
-        first_seen[item.external_id] = (index, digest)
+        first_seen[item.external_id] = digest
         candidates.append((index, item, digest))
+    return PreparedPurchases(raw_purchases, results, candidates)
 
+
+def purchases_record_prepared(prepared: PreparedPurchases) -> list[BulkResult]:
+    """The second half of ``purchases_record_bulk``: record the prepared batch."""
+    raw_purchases, results, candidates = prepared.raw_purchases, list(prepared.results), prepared.candidates
     stored = dict(
-        Purchase.objects.filter(external_id__any=list(first_seen)).values_list("external_id", "content_digest")
+        Purchase.objects.filter(external_id__any=[item.external_id for _, item, _ in candidates]).values_list(
+            "external_id", "content_digest"
+        )
     )
     new: list[tuple[int, PurchaseInput, str]] = []
     for index, item, digest in candidates:
@@ -109,7 +124,7 @@ def purchases_record_bulk(*, raw_purchases: list[Any], max_purchases: int = MAX_
         elif item.same_content(stored[item.external_id]):
             results[index] = BulkResult(item.external_id, "exists")
         else:
-            results[index] = _error(raw_purchases[index], _conflict(item.external_id))
+            results[index] = _error(raw_purchases[index], purchase_conflict(item.external_id))
 
     if new:
         customer_ids = _customers_ensure(sorted({item.customer for _, item, _ in new}))
@@ -135,7 +150,7 @@ def purchases_record_bulk(*, raw_purchases: list[Any], max_purchases: int = MAX_
             results[index] = (
                 BulkResult(item.external_id, "exists")
                 if same
-                else _error(raw_purchases[index], _conflict(item.external_id))
+                else _error(raw_purchases[index], purchase_conflict(item.external_id))
             )
     return results  # type: ignore[return-value]
 

@@ -5,14 +5,14 @@ services, the CSV import and the set-based statements (customers/services/purcha
 import base64
 import datetime as dt
 import hashlib
-import json
 from dataclasses import dataclass, field
 from decimal import Decimal
+from json.encoder import encode_basestring_ascii as _json_string
 from typing import Any
 
 from customers.models import PurchaseStatus
 from retention_crm import validation as v
-from retention_crm.errors import ApplicationError
+from retention_crm.errors import ApplicationError, Conflict
 
 MAX_ITEMS_PER_ORDER = 1_000
 MAX_POINTS = 2**31 - 1
@@ -22,6 +22,18 @@ PURCHASE_STATUSES = PurchaseStatus.values  # read once: building the list costs 
 
 # The digest's first form (hex of the whole SHA-256), which purchases stored before the short one keep.
 LEGACY_DIGEST_LENGTH = 64
+
+
+def purchase_conflict(external_id: str) -> Conflict:
+    """The error for an order id already used by a purchase of other content (409)."""
+    return Conflict(
+        f"Purchase {external_id!r} already exists with different content.",
+        code="purchase_conflict",
+        fields={"external_id": ["already used for a different purchase"]},
+    )
+
+
+_ITEM_FIELDS = frozenset({"sku", "name", "category", "quantity", "unit_price"})
 
 
 @dataclass(frozen=True)
@@ -39,9 +51,8 @@ class LineItemInput:
             raw = raw.__dict__
         if not isinstance(raw, dict):
             raise v.invalid(prefix, "must be an object")
-        unknown = set(raw) - {"sku", "name", "category", "quantity", "unit_price"}
-        if unknown:
-            raise v.invalid(prefix, f"unknown fields: {', '.join(sorted(unknown))}")
+        if not _ITEM_FIELDS.issuperset(raw):
+            raise v.invalid(prefix, f"unknown fields: {', '.join(sorted(set(raw) - _ITEM_FIELDS))}")
         return cls(
             sku=v.clean_external_id(raw.get("sku"), f"{prefix}.sku"),
             name=v.clean_text(raw.get("name"), f"{prefix}.name", 255),
@@ -106,15 +117,21 @@ class PurchaseInput:
         return stored_digest == self.digest()
 
     def _content_hash(self) -> bytes:
-        content = {
-            "external_id": self.external_id,
-            "customer": self.customer,
-            "placed_at": self.placed_at.astimezone(dt.UTC).isoformat(),
-            "total": str(self.total),
-            "currency": self.currency,
-            "status": self.status,
-            "items": [[i.sku, i.name, i.category, i.quantity, str(i.unit_price)] for i in self.items],
-            "cart_id": self.cart_id,
-            "points_redeemed": self.points_redeemed,
-        }
-        return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).digest()
+        return hashlib.sha256(self.content_json().encode()).digest()
+
+    def content_json(self) -> str:
+        """The content the digest is taken of, as ``json.dumps(content, sort_keys=True)`` spells
+        it (the stored digests were made that way), written out directly: an import hashes every
+        order, and the general encoder took a tenth of its Python time. Keys in sorted order."""
+        items = ", ".join(
+            f"[{_json_string(i.sku)}, {_json_string(i.name)}, {_json_string(i.category)}, {i.quantity}, "
+            f'"{i.unit_price}"]'
+            for i in self.items
+        )
+        return (
+            f'{{"cart_id": {_json_string(self.cart_id)}, "currency": {_json_string(self.currency)}, '
+            f'"customer": {_json_string(self.customer)}, "external_id": {_json_string(self.external_id)}, '
+            f'"items": [{items}], "placed_at": "{self.placed_at.astimezone(dt.UTC).isoformat()}", '
+            f'"points_redeemed": {self.points_redeemed}, "status": {_json_string(self.status)}, '
+            f'"total": "{self.total}"}}'
+        )

@@ -16,15 +16,15 @@ from django.db import connection, transaction
 
 from campaigns.attribution import purchases_attribute  # campaigns: attribution hook
 from campaigns.exits import entries_exit_on_purchase  # campaigns: journeys end on a purchase
-from customers.models import CartStatus, PurchaseStatus
-from customers.services.loyalty.earning import (
+from customers.loyalty.services.earning import (
     BuyerMoves,
     NewPurchase,
     buyers_lock,
     loyalty_for_new_purchases,
     referrals_for_new_purchases,
 )
-from customers.services.loyalty.ledger import sql_array
+from customers.loyalty.services.ledger import sql_array
+from customers.models import CartStatus, PurchaseStatus
 from customers.services.purchase_input import PurchaseInput
 from metrics.rollup_fold import rollups_fold_soon  # metrics: fold the rollups once the batch commits
 

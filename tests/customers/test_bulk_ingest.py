@@ -185,7 +185,7 @@ def test_a_batch_writes_each_buyers_row_once():
 
 
 def test_new_customers_get_the_models_defaults_and_their_welcome_bonus():
-    from customers.services.loyalty import loyalty_program_get
+    from customers.loyalty.services import loyalty_program_get
 
     purchases_record_bulk(raw_purchases=[order(n, f"new-{n}", status="refunded") for n in range(3)])
 
@@ -230,4 +230,23 @@ def test_the_import_may_send_larger_batches_than_the_api_allows():
     results = purchases_record_bulk(raw_purchases=batch, max_purchases=len(batch))
 
     assert [r.status for r in results] == ["created"] * len(batch)
+    assert_stats_match_purchases()
+
+
+def test_preparing_a_batch_reads_nothing_and_recording_it_answers_as_the_one_call(django_assert_num_queries):
+    """The import validates the next batch in its reading thread while writers record: the first
+    half must not touch the database, and both halves together answer as purchases_record_bulk."""
+    raw = [order(1, "a"), order(2, "b", total="-1"), order(1, "a"), order(1, "a", total="99.00"), order(3, "a")]
+    with django_assert_num_queries(0):
+        prepared = bulk.purchases_prepare(raw_purchases=raw)
+    assert [r.status if r else None for r in prepared.results] == [None, "error", "exists", "error", None]
+    results = bulk.purchases_record_prepared(prepared)
+    assert [r.status for r in results] == ["created", "error", "exists", "error", "created"]
+    assert [r.status for r in purchases_record_bulk(raw_purchases=raw)] == [
+        "exists",
+        "error",
+        "exists",
+        "error",
+        "exists",
+    ]
     assert_stats_match_purchases()

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from campaigns.models import Attribution
 from campaigns.services import campaign_create
+from customers.csv_import import PurchaseCsv, customer_share
 from customers.models import Cart, Customer, PointsEntry, Product, Purchase, PurchaseItem, TierChange
 from customers.services import cart_upsert, purchases_record_bulk
 from tests.factories import message_reached
@@ -690,3 +691,18 @@ def test_writers_side_by_side_keep_what_was_read_before_an_unreadable_line(tmp_p
     assert sorted(Purchase.objects.values_list("external_id", flat=True)) == ["S-1", "S-2"]
     assert "created 2, exists 0, errors 0" in output
     assert "stopped reading at line 5" in error
+
+
+def test_writers_side_by_side_never_share_a_customer():
+    """Each writer locks its batch's buyers until it commits: orders of one customer all go to one
+    writer, so two writers never wait for each other, and every writer gets a share."""
+    source_lines = [f"O-{n},c-{n % 50},2026-01-10T10:00:00Z,4.00" for n in range(400)]
+    with tempfile.TemporaryDirectory() as folder:
+        path = write(Path(folder), "external_id,customer,placed_at,total", *source_lines)
+        with PurchaseCsv(path) as source:
+            orders = list(source.orders())
+    writer_of: dict[str, set[int]] = {}
+    for lines in orders:
+        writer_of.setdefault(lines.values["customer"][0], set()).add(customer_share(lines, 3))
+    assert all(len(writers) == 1 for writers in writer_of.values())
+    assert {writer for writers in writer_of.values() for writer in writers} == {0, 1, 2}

@@ -2,6 +2,7 @@
 ApplicationError naming the field, never another exception."""
 
 import datetime as dt
+import json
 from decimal import Decimal
 
 import pytest
@@ -113,3 +114,73 @@ def test_attributes_with_a_number_json_cannot_hold_are_refused_by_name():
     with pytest.raises(ApplicationError, match="numbers must be finite"):
         v.clean_attributes({"x": [1, float("inf")]})
     assert v.clean_attributes({"x": 1.5}) == {"x": 1.5}
+
+
+def _content_as_first_written(purchase: PurchaseInput) -> str:
+    """The digest's content as the first digests were made (``json.dumps`` of this dict, sorted):
+    stored digests stay valid only while ``content_json`` spells it byte for byte like this."""
+    return json.dumps(
+        {
+            "external_id": purchase.external_id,
+            "customer": purchase.customer,
+            "placed_at": purchase.placed_at.astimezone(dt.UTC).isoformat(),
+            "total": str(purchase.total),
+            "currency": purchase.currency,
+            "status": purchase.status,
+            "items": [[i.sku, i.name, i.category, i.quantity, str(i.unit_price)] for i in purchase.items],
+            "cart_id": purchase.cart_id,
+            "points_redeemed": purchase.points_redeemed,
+        },
+        sort_keys=True,
+    )
+
+
+ids = st.text(min_size=1, max_size=20).filter(lambda text: text.strip() and text == text.strip())
+cells = st.text(max_size=20).map(str.strip)
+money = st.decimals(min_value=0, max_value=Decimal("99999.99"), places=2)
+items = st.builds(
+    lambda sku, name, category, quantity, price: {
+        "sku": sku,
+        "name": name,
+        "category": category,
+        "quantity": quantity,
+        "unit_price": str(price),
+    },
+    ids,
+    cells,
+    cells,
+    st.integers(min_value=1, max_value=1000),
+    money,
+)
+
+
+@settings(max_examples=300)
+@given(
+    external_id=ids,
+    customer=ids,
+    instant=st.datetimes(min_value=dt.datetime(2001, 1, 1), max_value=dt.datetime(2030, 1, 1)),
+    total=money,
+    status=st.sampled_from(["completed", "refunded", "cancelled"]),
+    lines=st.lists(items, max_size=4),
+    cart_id=st.none() | ids,
+    points=st.integers(min_value=0, max_value=10**6),
+)
+def test_the_digest_content_is_spelled_as_the_first_digests_were(
+    external_id, customer, instant, total, status, lines, cart_id, points
+):
+    raw = {
+        "external_id": external_id,
+        "customer": customer,
+        "placed_at": instant.replace(tzinfo=dt.UTC).isoformat(),
+        "total": str(total),
+        "status": status,
+        "items": lines,
+        "points_redeemed": points,
+    }
+    if cart_id:
+        raw["cart_id"] = cart_id
+    try:
+        purchase = PurchaseInput.clean(raw)
+    except ApplicationError:
+        return  # text the rules refuse (a control character, a lone surrogate) has no digest
+    assert purchase.content_json() == _content_as_first_written(purchase)
