@@ -70,9 +70,11 @@ test: venv browser
 	DEBUG=true DATABASE_URL=$(TEST_DATABASE_URL) CELERY_BROKER_URL=$(TEST_BROKER_URL) CHROMIUM=$(CHROMIUM) \
 		$(BIN)/pytest -n 2 -p no:logging $(PYTEST_ARGS)
 
+## lint: ruff, then the type checker (configured in pyproject.toml; the settings load with DEBUG on)
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	DEBUG=true $(BIN)/mypy
 
 format: venv
 	$(BIN)/ruff check --fix .
@@ -83,4 +85,4 @@ bench: venv
 	DEBUG=true DATABASE_URL=$(BENCH_DATABASE_URL) $(BIN)/python bench/generate.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache
+	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache .mypy_cache

@@ -46,8 +46,8 @@ def _string_list(raw: Any, field: str, max_length: int = 64) -> list[str]:
 
 def tier_codes() -> list[str]:
     """The loyalty program's tier codes (staff may rename them; a filter must name existing ones)."""
+    from customers.loyalty.services import DEFAULT_TIERS
     from customers.models import LoyaltyTier
-    from customers.services.loyalty import DEFAULT_TIERS
 
     codes = list(LoyaltyTier.objects.order_by("threshold").values_list("code", flat=True))
     return codes or [code for code, *_ in DEFAULT_TIERS]
@@ -55,8 +55,8 @@ def tier_codes() -> list[str]:
 
 def tier_choices() -> list[tuple[str, str]]:
     """(code, name) of each tier, in the program's order: the editor shows names, stores codes."""
+    from customers.loyalty.services import DEFAULT_TIERS
     from customers.models import LoyaltyTier
-    from customers.services.loyalty import DEFAULT_TIERS
 
     tiers = list(LoyaltyTier.objects.order_by("threshold").values_list("code", "name"))
     return tiers or [(code, name) for code, name, *_ in DEFAULT_TIERS]

@@ -172,7 +172,8 @@ def campaign_still_active(*, campaign: Campaign, window_days: int = 90) -> dict[
                 "campaign": campaign.pk,
                 "statuses": statuses,
                 "days": list(STILL_ACTIVE_AFTER_DAYS),
-                "window": dt.timedelta(days=window_days),
+                # psycopg sends a timedelta as an interval; the stubs' parameter types omit it.
+                "window": dt.timedelta(days=window_days),  # type: ignore[dict-item]
                 "now": timezone.now(),
             },
         )
@@ -190,7 +191,12 @@ def _group_figures_live(*, campaign: Campaign) -> dict[str, GroupFigures]:
     with connection.cursor() as cursor:
         cursor.execute(
             _GROUP_FIGURES,
-            {"campaign": campaign.pk, "statuses": statuses, "window": dt.timedelta(days=campaign.attribution_days)},
+            {
+                "campaign": campaign.pk,
+                "statuses": statuses,
+                # psycopg sends a timedelta as an interval; the stubs' parameter types omit it.
+                "window": dt.timedelta(days=campaign.attribution_days),  # type: ignore[dict-item]
+            },
         )
         rows = {row[0]: row[1:] for row in cursor.fetchall()}
     zero = (0, 0, Decimal(0), 0, Decimal(0))
@@ -359,7 +365,7 @@ def campaign_steps_report_live(*, campaign: Campaign) -> list[dict[str, Any]]:
     converted; per variant: sent, converted, conversion rate, uplift against the first variant."""
 
     journey = journey_of(campaign)
-    params = {
+    params: dict[str, Any] = {
         "campaign": campaign.pk,
         "sent": [str(status) for status in SENT_STATUSES],
         "window": dt.timedelta(days=campaign.attribution_days),
@@ -429,7 +435,7 @@ def campaign_report_live(*, campaign: Campaign) -> dict[str, Any]:
     return report
 
 
-def campaign_entries(*, campaign: Campaign, customer: str | None = None, state: str | None = None) -> QuerySet:
+def campaign_entries(*, campaign: Campaign, customer: str | None = None, state: str | None = None) -> QuerySet[Entry]:
     """A journey's entries, newest first, optionally of one customer (external id) or state."""
 
     entries = Entry.objects.filter(campaign=campaign).select_related("customer").order_by("-id")

@@ -5,6 +5,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from campaigns.content.models import Topic
 from campaigns.journey import STEP_TYPES, reentry_shape
 from campaigns.models import Campaign, CampaignStatus, EntryState, ExitOn, Message, MessageStatus, Trigger
 from campaigns.services.campaigns import CAMPAIGN_FIELDS
@@ -16,7 +17,9 @@ class CampaignSerializer(serializers.ModelSerializer):
     channel = serializers.ChoiceField(choices=Channel.values, read_only=True)
     steps = serializers.ListField(child=serializers.DictField(), read_only=True, help_text="Journey steps (SPEC §4.1)")
     reentry = serializers.SerializerMethodField(help_text='"never" or {"after_days": N}')
-    topic = serializers.SlugRelatedField(slug_field="code", read_only=True, help_text="The topic's code (SPEC §4.2)")
+    topic: "serializers.SlugRelatedField[Topic]" = serializers.SlugRelatedField(
+        slug_field="code", read_only=True, help_text="The topic's code (SPEC §4.2)"
+    )
 
     class Meta:
         model = Campaign

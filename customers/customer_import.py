@@ -37,10 +37,10 @@ from django.utils import timezone
 from campaigns.exits import entries_exit_for_customers  # campaigns: journeys end on a revoked consent
 from customers.csv_common import CsvImportError, CsvSource, RowError, batches, column_list, statistics_refresh
 from customers.csv_common import mapping_parse as mapping_parse_for
+from customers.loyalty.services import points_welcome_for_customers
 from customers.models import Channel, ConsentSource, Customer
 from customers.services.bulk import UNEXPECTED_AT_INSERT
 from customers.services.customers import _CLEANERS as CUSTOMER_CLEANERS
-from customers.services.loyalty import points_welcome_for_customers
 from retention_crm import validation as v
 from retention_crm.errors import ApplicationError
 

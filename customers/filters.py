@@ -50,7 +50,7 @@ class CustomerFilter(django_filters.FilterSet):
 
     class Meta:
         model = Customer
-        fields = []
+        fields: list[str] = []
 
     def filter_tag(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         return selectors.customers_with_tag(tag=value, queryset=queryset)

@@ -78,7 +78,10 @@ class CustomerSerializer(serializers.Serializer):
 class ConsentWriteSerializer(serializers.Serializer):
     channel = serializers.ChoiceField(choices=Channel.values)
     granted = serializers.BooleanField()
-    source = serializers.ChoiceField(choices=API_CONSENT_SOURCES, required=False, default=ConsentSource.API)
+    # DRF's metaclass takes declared fields out of the class, so this does not hide Field.source.
+    source = serializers.ChoiceField(  # type: ignore[assignment]
+        choices=API_CONSENT_SOURCES, required=False, default=ConsentSource.API
+    )
 
 
 class EraseResultSerializer(serializers.Serializer):
@@ -118,7 +121,8 @@ class PurchaseSerializer(serializers.Serializer):
 
 
 class BulkPurchasesWriteSerializer(serializers.Serializer):
-    purchases = PurchaseWriteSerializer(many=True, max_length=1000)
+    # many=True makes a ListSerializer, which takes max_length; the stubs type the serializer itself.
+    purchases = PurchaseWriteSerializer(many=True, max_length=1000)  # type: ignore[call-arg]
 
 
 BULK_RESULT_STATUSES = [("created", "created"), ("exists", "exists"), ("error", "error")]

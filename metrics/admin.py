@@ -78,7 +78,7 @@ class DashboardAdmin(ReadOnlyAdmin):
             cell=cell,
             customers=customers[: board.PAGE_CUSTOMERS],
             offset=offset,
-            next_url=flow_page_url(dates, **cell, offset=str(offset + board.PAGE_CUSTOMERS)) if more else None,
+            next_url=flow_page_url(dates, **cell, offset=str(offset + board.PAGE_CUSTOMERS)) if more and cell else None,
             form={"from": query.get("from") or dates.start.isoformat(), "to": query.get("to") or dates.end.isoformat()},
         )
         return TemplateResponse(request, "admin/metrics/flow.html", context)

@@ -52,6 +52,7 @@ def answered(answer: ReadAnswer) -> Response:
     """The body, or 202 while a worker computes it; a worker's result says when it was computed."""
     if answer.body is None:
         job = answer.job
+        assert job is not None  # no body: a worker has the job
         body = {
             "status": job.status,
             "requested_at": job.requested_at,
@@ -244,15 +245,15 @@ class CohortsApi(APIView):
         return answered(read_answer(read="cohorts", start=period.start, end=period.end, window_days=0))
 
 
-class _LazyPage(Sequence):
+class _LazyPage(Sequence[Any]):
     """What the paginator slices: its length is known, a slice runs one page query."""
 
     def __init__(self, count: int, fetch: Callable[[int, int], list[Any]]) -> None:
-        self.count = count
+        self.length = count  # not ``count``: that is Sequence's method
         self.fetch = fetch
 
     def __len__(self) -> int:
-        return self.count
+        return self.length
 
     def __getitem__(self, index: Any) -> list[Any]:
         if not isinstance(index, slice):
@@ -326,7 +327,8 @@ class RfmApi(APIView):
 
         total = sum(counts.values())
         rows = _LazyPage(counts[segment] if segment else total, fetch)
-        page = paginator.paginate_queryset(rows, request, view=self)
+        # DRF slices any sequence; these stubs take querysets only.
+        page: list[Any] | None = paginator.paginate_queryset(rows, request, view=self)  # type: ignore[arg-type]
         body = {
             "as_of": as_of,
             "customers": total,
@@ -334,7 +336,7 @@ class RfmApi(APIView):
             "count": len(rows),
             "next": paginator.get_next_link(),
             "previous": paginator.get_previous_link(),
-            "results": [row if isinstance(row, dict) else row.as_dict() for row in page],
+            "results": [row if isinstance(row, dict) else row.as_dict() for row in page or ()],
         }
         response = Response(RfmSerializer(body).data)
         if stored is None and answer.job is not None and answer.job.finished_at is not None:

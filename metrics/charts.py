@@ -48,10 +48,10 @@ def line_chart(
         f'role="img" aria-label="{escape(title)}"><title>{escape(title)}</title>'
     ]
     for step in range(0, 6):
-        value = top_value * step / 5
+        level = top_value * step / 5
         parts.append(
-            f'<line x1="{left}" x2="{width - right}" y1="{y(value):.1f}" y2="{y(value):.1f}" stroke="#ddd"/>'
-            f'<text x="{left - 6}" y="{y(value) + 4:.1f}" font-size="11" text-anchor="end">{_percent(value)}</text>'
+            f'<line x1="{left}" x2="{width - right}" y1="{y(level):.1f}" y2="{y(level):.1f}" stroke="#ddd"/>'
+            f'<text x="{left - 6}" y="{y(level) + 4:.1f}" font-size="11" text-anchor="end">{_percent(level)}</text>'
         )
     if days:
         for i in sorted({0, len(days) // 2, len(days) - 1}):

@@ -69,7 +69,8 @@ def bgnbd_log_likelihood(params: BgNbdParams, x: np.ndarray, t_x: np.ndarray, T:
     ln_a3 = -(r + x) * np.log(alpha + T)
     # The dropout term exists only after a repeat purchase; b + x - 1 > 0 where it is used.
     ln_a4 = np.log(a) - np.log(b + np.maximum(x, 1) - 1) - (r + x) * np.log(alpha + t_x)
-    return ln_a1 + ln_a2 + np.where(repeat, np.logaddexp(ln_a3, ln_a4), ln_a3)
+    ln_likelihood: np.ndarray = ln_a1 + ln_a2 + np.where(repeat, np.logaddexp(ln_a3, ln_a4), ln_a3)
+    return ln_likelihood
 
 
 def bgnbd_p_alive(params: BgNbdParams, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
@@ -115,7 +116,8 @@ def rhythm_risk(x: np.ndarray, t_x: np.ndarray, T: np.ndarray, usual_interval: f
     interval = np.where(x > 0, t_x / np.maximum(x, 1), usual_interval)
     interval = np.maximum(interval, 1.0)
     silence = np.asarray(T, dtype=float) - t_x
-    return np.clip((silence / interval - 1.0) / (LATE_FACTOR - 1.0), 0.0, 1.0)
+    risk: np.ndarray = np.clip((silence / interval - 1.0) / (LATE_FACTOR - 1.0), 0.0, 1.0)
+    return risk
 
 
 def shop_usual_interval(x: np.ndarray, t_x: np.ndarray) -> float:

@@ -41,7 +41,8 @@ def cohort_cells_rebuild(cursor: Any, zone: str) -> int:
     cursor.execute("DELETE FROM metrics_cohortcelldelta")
     cursor.execute("DELETE FROM metrics_cohortcell")
     cursor.execute(rebuild_sql(), {"zone": zone})
-    return cursor.rowcount
+    cells: int = cursor.rowcount
+    return cells
 
 
 def cohort_cells_compact(cursor: Any) -> int:
@@ -93,7 +94,7 @@ def cohort_cells_read(*, first_month: dt.date, end_day: dt.date) -> Cells | None
     before the store midnight starting ``end_day``: one statement. None when the rollups are not in
     the store's zone."""
 
-    def read() -> tuple[list[tuple], bool]:
+    def read() -> tuple[list[tuple[Any, ...]], bool]:
         with connection.cursor() as cursor:
             cursor.execute(_READ, {"state": RollupState.SINGLETON_ID, "first": first_month, "end": end_day})
             rows = cursor.fetchall()

@@ -15,6 +15,7 @@ the store's zone; else, and for a customer group, it is computed from the purcha
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any
 
 from django.db.models import Count
 from django.db.models.functions import TruncMonth
@@ -39,7 +40,7 @@ class Cohort:
     def retention(self) -> list[float]:
         return [count / self.size for count in self.active]
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {"cohort": self.label, "size": self.size, "retention": self.retention, "active": self.active}
 
 
@@ -59,7 +60,11 @@ def cohort_months(*, start: dt.datetime, end: dt.datetime) -> list[dt.date]:
     return months
 
 
-def _assemble(months: list[dt.date], sizes: dict, active: dict) -> list[Cohort]:
+def _assemble(
+    months: list[dt.date],
+    sizes: dict[tuple[int, int], int],
+    active: dict[tuple[tuple[int, int], tuple[int, int]], int],
+) -> list[Cohort]:
     """The cohorts with a customer, oldest first, from sizes by (year, month) and active counts by
     ((year, month), (year, month))."""
     cohorts = []

@@ -42,7 +42,8 @@ class CampaignImpactRow:
 
     @property
     def uplift_text(self) -> str:
-        return self.display.uplift_summary
+        text: str = self.display.uplift_summary
+        return text
 
 
 @dataclass(frozen=True)
@@ -215,7 +216,7 @@ def period_figures(
 ) -> tuple[PeriodFigures | None, MetricsJob | None]:
     """From the rollups; else computed now if the scan is small; else from a worker's job (None
     while it runs)."""
-    params = {"period": period, "cohort_start": cohort_start, "window_days": window_days}
+    params: dict[str, Any] = {"period": period, "cohort_start": cohort_start, "window_days": window_days}
     figures = fast_period_figures(**params)
     if figures is not None:
         return figures, None

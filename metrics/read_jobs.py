@@ -18,11 +18,11 @@ from collections.abc import Callable
 from typing import Any
 
 from metrics import rfm
-from metrics.cohorts import cohort_matrix, cohort_matrix_from_rollups
+from metrics.cohorts import Cohort, cohort_matrix, cohort_matrix_from_rollups
 from metrics.jobs import live_scan_is_small, metrics_job_request
 from metrics.models import MetricsJob, MetricsJobStatus
 from metrics.periods import shift_days
-from metrics.retention import retention, retention_from_rollups
+from metrics.retention import Retention, retention, retention_from_rollups
 from metrics.rfm_flow import segment_flow
 from metrics.serializers import (
     CohortsSerializer,
@@ -31,7 +31,7 @@ from metrics.serializers import (
     RfmRowSerializer,
     SummarySerializer,
 )
-from metrics.summary import summary, summary_from_rollups
+from metrics.summary import Summary, summary, summary_from_rollups
 
 KEY_PREFIX = "read "
 RETRY_AFTER_SECONDS = 5
@@ -42,24 +42,24 @@ class Read:
     """One read's three ways to its body: the rollups alone (None when they cannot answer), any
     way (the dispatching selectors), and the first moment a live computation scans from."""
 
-    fast: Callable[[dt.datetime, dt.datetime, int], dict | None]
-    compute: Callable[[dt.datetime, dt.datetime, int], dict]
+    fast: Callable[[dt.datetime, dt.datetime, int], dict[str, Any] | None]
+    compute: Callable[[dt.datetime, dt.datetime, int], dict[str, Any]]
     scans_from: Callable[[dt.datetime, int], dt.datetime]
 
 
-def _retention_body(table) -> dict:
+def _retention_body(table: Retention) -> dict[str, Any]:
     return RetentionSerializer(table.as_dict()).data
 
 
-def _summary_body(figures) -> dict:
+def _summary_body(figures: Summary) -> dict[str, Any]:
     return SummarySerializer(figures.as_dict()).data
 
 
-def _cohorts_body(start: dt.datetime, end: dt.datetime, cohorts) -> dict:
+def _cohorts_body(start: dt.datetime, end: dt.datetime, cohorts: list[Cohort]) -> dict[str, Any]:
     return CohortsSerializer({"start": start, "end": end, "cohorts": [cohort.as_dict() for cohort in cohorts]}).data
 
 
-def _or_none(value: Any, body: Callable[[Any], dict]) -> dict | None:
+def _or_none(value: Any, body: Callable[[Any], dict[str, Any]]) -> dict[str, Any] | None:
     return None if value is None else body(value)
 
 
@@ -98,7 +98,7 @@ READS: dict[str, Read] = {
 class ReadAnswer:
     """The body when it is known; the job when a worker computed (or is computing) it."""
 
-    body: dict | None
+    body: dict[str, Any] | None
     job: MetricsJob | None
 
 
@@ -135,11 +135,11 @@ class RfmPageQuery:
     offset: int
     limit: int
 
-    def params(self) -> dict:
+    def params(self) -> dict[str, Any]:
         return {"as_of": self.as_of.isoformat(), "segment": self.segment, "offset": self.offset, "limit": self.limit}
 
 
-def _rfm_page_compute(query: RfmPageQuery) -> dict:
+def _rfm_page_compute(query: RfmPageQuery) -> dict[str, Any]:
     """The segment counts and one page of scores as of ``query.as_of``: every customer's quintiles
     from the purchases before it (two scans)."""
     counts = rfm.segment_counts(as_of=query.as_of)
@@ -162,7 +162,7 @@ def rfm_page_answer(query: RfmPageQuery) -> ReadAnswer:
     return ReadAnswer(body=None, job=job)
 
 
-def read_job_compute(key: str) -> dict:
+def read_job_compute(key: str) -> dict[str, Any]:
     """The worker's side: the body of the read a job's key names."""
     read, params = key.removeprefix(KEY_PREFIX).split(" ", 1)
     values = json.loads(params)

@@ -8,8 +8,9 @@ completed purchases in the two windows flags each customer as active at start an
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Any, TypeAlias
 
-from django.db.models import Case, Count, Exists, IntegerField, Max, OuterRef, Q, QuerySet, Value, When
+from django.db.models import Case, Count, Exists, IntegerField, Max, Model, OuterRef, Q, QuerySet, Value, When
 
 from customers.models import Customer, Purchase, PurchaseStatus
 from metrics.periods import DEFAULT_WINDOW_DAYS, local_day_of_midnight, shift_days
@@ -18,7 +19,7 @@ from metrics.rollups import chain_counts
 # A restriction to some customers: a queryset of customer primary keys, e.g.
 # ``Message.objects.filter(campaign=c, status="held_out").values("customer_id")``. It is used as a
 # subquery, so the restriction never leaves the database.
-CustomerIds = QuerySet
+CustomerIds: TypeAlias = QuerySet[Model, Any]
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class Retention:
     def churn_rate(self) -> float | None:
         return self.lost / self.customers_start if self.customers_start else None
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "start": self.start,
             "end": self.end,

@@ -121,7 +121,7 @@ class RfmRow:
     def score(self) -> str:
         return f"{self.r}{self.f}{self.m}"
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "customer": self.external_id,
             "last_purchase_at": self.last_purchase_at,

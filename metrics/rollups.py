@@ -19,9 +19,11 @@ import datetime as dt
 import logging
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
 from metrics.cohort_rollups import cohort_cells, cohort_cells_compact, cohort_cells_rebuild
@@ -109,13 +111,13 @@ def rollups_current() -> bool:
     return row is not None and row[0] == settings.TIME_ZONE
 
 
-def rollups_triggers_disable(cursor) -> None:
+def rollups_triggers_disable(cursor: CursorWrapper) -> None:
     """For loaders that write purchases in bulk and call ``rollups_rebuild`` afterwards."""
     for name in ROLLUP_TRIGGERS:
         cursor.execute(f"ALTER TABLE customers_purchase DISABLE TRIGGER {name}")
 
 
-def rollups_triggers_enable(cursor) -> None:
+def rollups_triggers_enable(cursor: CursorWrapper) -> None:
     for name in ROLLUP_TRIGGERS:
         cursor.execute(f"ALTER TABLE customers_purchase ENABLE TRIGGER {name}")
 
@@ -153,14 +155,15 @@ def chain_pairs() -> list[tuple[dt.date, dt.date, int]]:
     rollups_fold(wait_seconds=FOLD_WAIT_SECONDS)
     with connection.cursor() as cursor:
         cursor.execute(f"{_ROLLUP_ROWS['day chain']} ORDER BY 1, 2")
-        return cursor.fetchall()
+        pairs: list[tuple[dt.date, dt.date, int]] = cursor.fetchall()
+        return pairs
 
 
-def rollup_rows() -> dict[str, list[tuple]]:
+def rollup_rows() -> dict[str, list[tuple[Any, ...]]]:
     """Every rollup's rows with their pending deltas folded in, in order, by rollup name: what
     ``metrics_rollups_rebuild --check`` and the tests compare with a recomputation."""
     rollups_fold(wait_seconds=FOLD_WAIT_SECONDS)
-    rows = {}
+    rows: dict[str, list[tuple[Any, ...]]] = {}
     with connection.cursor() as cursor:
         for name, sql in _ROLLUP_ROWS.items():
             cursor.execute(f"{sql} ORDER BY 1, 2, 3")
@@ -184,7 +187,7 @@ def chain_counts(*, start_day: dt.date, end_day: dt.date, window_days: int) -> C
     window = dt.timedelta(days=window_days)
     s_from, e_from = start_day - window, end_day - window
 
-    def read() -> tuple[tuple, bool]:
+    def read() -> tuple[tuple[Any, ...], bool]:
         with connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT {PENDING_CHECK}, (SELECT time_zone FROM metrics_rollupstate WHERE id = %s),"
@@ -235,7 +238,7 @@ def period_counts(*, start_day: dt.date, end_day: dt.date, window_days: int) -> 
     e_from = end_day - dt.timedelta(days=window_days)
     fits = (end_day - start_day).days <= REPEAT_MAX_PERIOD_DAYS
 
-    def read() -> tuple[tuple, bool]:
+    def read() -> tuple[tuple[Any, ...], bool]:
         with connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT {PENDING_CHECK}, (SELECT time_zone FROM metrics_rollupstate WHERE id = %(state)s),"

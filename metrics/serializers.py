@@ -1,10 +1,18 @@
 """Response shapes of the metrics API (SPEC §6). Rates are fractions, money is a decimal string."""
 
+from typing import TypedDict
+
 from rest_framework import serializers
 
 from metrics.rfm import SEGMENTS
 
-MONEY = {"max_digits": 16, "decimal_places": 2}
+
+class MoneyDigits(TypedDict):
+    max_digits: int
+    decimal_places: int
+
+
+MONEY: MoneyDigits = {"max_digits": 16, "decimal_places": 2}
 
 
 class RetentionSerializer(serializers.Serializer):

@@ -3,6 +3,7 @@
 import datetime as dt
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
 
 from django.db.models import Count, DecimalField, Q, Sum, Value
 from django.db.models.functions import Coalesce
@@ -80,7 +81,7 @@ class Summary:
     def clv(self) -> Decimal | None:
         return _ratio(self.clv_spend, self.clv_customers)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "start": self.start,
             "end": self.end,
@@ -105,7 +106,7 @@ class Summary:
         }
 
 
-MONEY = DecimalField(max_digits=16, decimal_places=2)
+MONEY: "DecimalField[Decimal, Decimal]" = DecimalField(max_digits=16, decimal_places=2)
 
 
 def nps(*, start: dt.datetime, end: dt.datetime, customer_ids: CustomerIds | None = None) -> Nps:
@@ -146,7 +147,8 @@ def repeat_customers_live(*, start: dt.datetime, end: dt.datetime) -> int:
     """Customers with two or more completed orders in ``[start, end)``: a scan of the period's purchases."""
     in_period = completed_purchases().filter(placed_at__gte=start, placed_at__lt=end)
     per_customer = in_period.values("customer_id").annotate(order_count=Count("pk"))
-    return per_customer.aggregate(repeat=Count("customer_id", filter=Q(order_count__gte=2)))["repeat"]
+    repeat: int = per_customer.aggregate(repeat=Count("customer_id", filter=Q(order_count__gte=2)))["repeat"]
+    return repeat
 
 
 def summary_from_rollups(

@@ -27,6 +27,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 DATABASE = "retention_crm"
 SUPERUSER = "postgres"
@@ -121,7 +122,7 @@ def _give_to(user: str | None, *folders: Path) -> None:
 def _program(name: str, *args: str, user: str | None, check: bool = True) -> subprocess.CompletedProcess:
     # As the server's user: its own group too, and none of ours (root's group would shut it out of
     # folders that let "others" through but not the group).
-    identity = {"user": user, "group": pwd.getpwnam(user).pw_gid, "extra_groups": []} if user else {}
+    identity: dict[str, Any] = {"user": user, "group": pwd.getpwnam(user).pw_gid, "extra_groups": []} if user else {}
     result = subprocess.run(
         [str(_bin_dir() / name), *args],
         **identity,

@@ -4,8 +4,9 @@ A plain ``COUNT(*)`` reads every row the filters leave (seconds on 100M purchase
 load; counting ``LIMIT cap + 1`` rows stops at the cap and still tells "more than the cap" apart.
 """
 
+from collections.abc import Callable
 from math import ceil
-from typing import Any
+from typing import Any, ClassVar
 
 from django.conf import settings
 from django.contrib.admin.views.main import ChangeList
@@ -47,7 +48,7 @@ class CappedCount(int):
         return str(self) if not spec else int.__format__(self, spec)
 
 
-def capped_count(queryset: QuerySet, cap: int | None = None) -> CappedCount:
+def capped_count(queryset: QuerySet[Any, Any], cap: int | None = None) -> CappedCount:
     """``SELECT count(*) FROM (<queryset> LIMIT cap + 1)``: no sort, no annotations, only the pk."""
     cap = count_cap() if cap is None else cap
     rows = queryset.order_by().values("pk")[: cap + 1]
@@ -56,6 +57,8 @@ def capped_count(queryset: QuerySet, cap: int | None = None) -> CappedCount:
 
 class CappedCountPaginator(Paginator):
     """The admin's paginator for large lists: pages up to the cap, each page one indexed read."""
+
+    object_list: QuerySet[Any, Any]  # the admin's changelists page querysets
 
     @cached_property
     def count(self) -> CappedCount:
@@ -80,7 +83,7 @@ class IndexedOrderChangeList(ChangeList):
     """A changelist that sorts only by the columns in ``sortable_by``: a hand-written ``?o=`` for
     another column is ignored like an unknown one, instead of sorting the whole table."""
 
-    def get_ordering_field(self, field_name: str) -> Any:
+    def get_ordering_field(self, field_name: Callable[..., Any] | str) -> Any:
         if self.sortable_by is not None and field_name not in self.sortable_by:
             return None
         return super().get_ordering_field(field_name)
@@ -90,8 +93,8 @@ class CappedCountAdminMixin:
     """For a changelist over a table that grows with customers or purchases: capped count, no
     second count of the unfiltered table, and sorting only by ``sortable_by``."""
 
-    paginator = CappedCountPaginator
-    show_full_result_count = False
+    paginator: ClassVar[type[Paginator]] = CappedCountPaginator
+    show_full_result_count: ClassVar[bool] = False
 
     def get_changelist(self, request: Any, **kwargs: Any) -> type[ChangeList]:
         return IndexedOrderChangeList
@@ -102,7 +105,14 @@ class CappedCountPagination(Pagination):
     ``count_capped`` says when there are more. ``next`` comes from reading one row past the page,
     so paging on beyond the cap still works."""
 
-    def paginate_queryset(self, queryset: QuerySet, request: Request, view: Any = None) -> list[Any] | None:
+    # Set by paginate_queryset before anything reads them.
+    limit: int
+    offset: int
+    count: int
+    capped: CappedCount
+    has_next: bool
+
+    def paginate_queryset(self, queryset: QuerySet[Any, Any], request: Request, view: Any = None) -> list[Any] | None:
         self.limit = self.get_limit(request)
         if self.limit is None:
             return None

@@ -69,7 +69,11 @@ def progress_report(
     """Yields ``tick(count)``. A terminal gets a bar; anything else a line every ``every`` seconds."""
     stream = stream or sys.stderr
     if not enabled:
-        yield lambda count=1: None
+
+        def ignore(count: int = 1) -> None:
+            return None
+
+        yield ignore
         return
     if stream.isatty():
         with tqdm(total=total, unit=f" {unit}", desc=label, file=stream, leave=False) as bar:

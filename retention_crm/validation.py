@@ -8,7 +8,7 @@ import datetime as dt
 import math
 import re
 import zoneinfo
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from decimal import Decimal, InvalidOperation
 from functools import cache
 from typing import Any
@@ -178,7 +178,7 @@ def _json_problem(value: Any, max_depth: int) -> str | None:
                         return "keys must be strings"
                     if problem := text_problem(key):
                         return f"keys {problem}"
-                items = item.values()
+                items: Iterable[Any] = item.values()
             else:
                 items = item
             stack.extend((child, depth + 1) for child in items if isinstance(child, str | float | dict | list))
@@ -238,7 +238,7 @@ def clean_datetime(value: Any, field: str) -> dt.datetime:
             value = timezone.make_aware(value, zoneinfo.ZoneInfo(settings.TIME_ZONE))
         except (ValueError, OverflowError):
             raise invalid(field, "is not a valid time in the store's time zone") from None
-    elif abs(value.utcoffset()) > MAX_UTC_OFFSET:
+    elif (offset := value.utcoffset()) is not None and abs(offset) > MAX_UTC_OFFSET:  # aware: never None
         raise invalid(field, "has a UTC offset beyond ±14:00")
     return value
 
@@ -294,7 +294,7 @@ def clean_count(value: Any, field: str, *, minimum: int = 0, maximum: int = 2**3
     return number
 
 
-def clean_choice(value: Any, field: str, choices: list[str]) -> str:
+def clean_choice(value: Any, field: str, choices: Sequence[str]) -> str:
     if value not in choices:
         raise invalid(field, f"must be one of {', '.join(choices)}")
     return value

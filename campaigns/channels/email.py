@@ -16,6 +16,7 @@ import smtplib
 
 from django.conf import settings
 from django.core.mail import EmailMessage, get_connection
+from django.core.mail.backends.base import BaseEmailBackend
 from django.core.mail.backends.smtp import EmailBackend as SmtpEmailBackend
 from django.core.mail.message import sanitize_address
 from django.utils.module_loading import import_string
@@ -63,7 +64,7 @@ def _classify_anymail(error: Exception) -> Exception:
 
 class EmailChannel(ChannelBackend):
     def __init__(self, **options: object) -> None:
-        self.connection = None
+        self.connection: BaseEmailBackend | None = None
         self.confirm_each = settings.EMAIL_BACKEND not in IN_PROCESS_BACKENDS
         # Several SMTP (or ESP) connections per batch, each confirming its own sends.
         self.connections = settings.CAMPAIGN_SMTP_CONNECTIONS if self.confirm_each else 1
@@ -94,6 +95,7 @@ class EmailChannel(ChannelBackend):
         does, minus the lock (a connection is one lane's) and a parse of every address: plain ASCII
         addresses, which sanitising leaves as they are, go to the envelope unparsed."""
         backend = self.connection
+        assert backend is not None  # send() opens the connection first
         if type(backend) is not SmtpEmailBackend or backend.connection is None:
             return bool(backend.send_messages([email]))
         recipients = email.recipients()

@@ -244,7 +244,7 @@ def _audience_explanation(key: str, audience: dict[str, Any]) -> str:
     return f"outside the audience: {AUDIENCE_LABELS[key]} must be {shown}"
 
 
-def customer_eligibility(*, target: Target, customer_id: int, now: dt.datetime | None = None) -> Eligibility:
+def customer_eligibility(*, target: Target, customer_id: int | None, now: dt.datetime | None = None) -> Eligibility:
     """Whether the next run would take this customer in, and if not every rule that keeps them out.
 
     One statement: the customer's conditions side by side, and the trigger's candidates for this
@@ -300,7 +300,7 @@ def customer_eligibility(*, target: Target, customer_id: int, now: dt.datetime |
     if reasons:
         return Eligibility(False, reasons)
     held_out = False
-    if target.campaign_id is not None:
+    if target.campaign_id is not None and customer_id is not None:  # (no such customer answered above)
         held_out = holdout_bucket(target.campaign_id, customer_id) < target.holdout_percent * HOLDOUT_BUCKETS // 100
     return Eligibility(True, [], held_out)
 

@@ -174,7 +174,7 @@ def entering_sql(*, campaign: Campaign, policy: Policy, now: dt.datetime, winner
             tz=Sql("x.tz"),
             now=now_sql,
         )
-        planned = {
+        planned: dict[str, Any] = {
             "campaign_id": campaign.pk,
             "step": first,
             "winner": winners.get(first.key),

@@ -73,7 +73,7 @@ def _bonuses_grant(rows: list[dict[str, Any]]) -> None:
     from campaigns.journey import journey_of
     from campaigns.offers import bonus_key
     from campaigns.services.sending import Batch, message_step
-    from customers.services.loyalty import BonusGrant, points_bonus_grant
+    from customers.loyalty.services import BonusGrant, points_bonus_grant
 
     per_campaign: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:

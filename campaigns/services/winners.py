@@ -44,7 +44,8 @@ def variant_counts(*, campaign: Campaign, step_keys: list[str]) -> dict[tuple[st
             {
                 "campaign": campaign.pk,
                 "sent": [str(status) for status in SENT_STATUSES],
-                "window": dt.timedelta(days=campaign.attribution_days),
+                # psycopg sends a timedelta as an interval; the stubs' parameter types omit it.
+                "window": dt.timedelta(days=campaign.attribution_days),  # type: ignore[dict-item]
                 "steps": step_keys,
             },
         )

@@ -36,8 +36,8 @@ import random
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, cast
 
 from django.db import connection
 from django.db.models import Count, Exists, Max, OuterRef, Q, Subquery
@@ -315,7 +315,7 @@ class HistoryCounts:
     events: int = 0
     unsubscribed: int = 0
     attributed: int = 0
-    statuses: Counter | None = None
+    statuses: Counter[str] = field(default_factory=Counter)  # messages by status, filled by run()
 
 
 class CampaignHistory:
@@ -461,11 +461,13 @@ class CampaignHistory:
             .values_list("uuid", "campaign_id", "customer__external_id", "status", "touched_at", "cart_id", "channel")
         )
         rng = self.rng
-        for message_uuid, campaign_id, customer, status, touched_at, cart_id, channel in touched:
+        for message_uuid, campaign_id, customer, status, at_touched, cart_id, channel in touched:
+            # Read just after they were sent or held out, both of which set touched_at.
+            touched_at = cast(dt.datetime, at_touched)
             demo = self.campaigns[campaign_id]
             treated = status != MessageStatus.HELD_OUT
             window = dt.timedelta(days=demo.data["attribution_days"])
-            bought_at = None
+            bought_at: dt.datetime | None = None
             if rng.random() < demo.organic + (demo.lift if treated else 0.0):
                 # Most responses come soon after the message, a few late in the window.
                 delay = min(rng.expovariate(3 / window.total_seconds()), 0.95 * window.total_seconds())
@@ -474,7 +476,7 @@ class CampaignHistory:
                     self._buy(customer, bought_at, cart_id)
             if not treated:
                 continue
-            answered_at = None
+            answered_at: dt.datetime | None = None
             if demo.answers and rng.random() < demo.answers:
                 answered_at = touched_at + dt.timedelta(hours=rng.uniform(0.5, 72))
                 if answered_at < self.now:

@@ -577,8 +577,8 @@ class Shoppers:
         rows_copy(ConsentEvent, rows.consent_events)
         # Carts are written open, all at once: one dated after the present step of the replay is
         # invisible to the abandoned-cart trigger until then, and purchases convert them as recorded.
-        for cart, pk in zip(rows.carts, ids_reserve(Cart, len(rows.carts)), strict=True):
-            cart[0]["id"] = pk
+        for (cart_row, _), pk in zip(rows.carts, ids_reserve(Cart, len(rows.carts)), strict=True):
+            cart_row["id"] = pk
         rows_copy(Cart, [cart for cart, _ in rows.carts])
         rows_copy(
             CartItem, [{"cart_id": cart["id"], **_line_fields(line)} for cart, lines in rows.carts for line in lines]

@@ -116,15 +116,15 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         return None  # a bug: let Django log it and answer 500
 
     headers = {}
-    if getattr(exc, "auth_header", None):
-        headers["WWW-Authenticate"] = exc.auth_header
-    if getattr(exc, "wait", None):
-        headers["Retry-After"] = str(int(exc.wait))
+    if auth_header := getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = auth_header
+    if wait := getattr(exc, "wait", None):
+        headers["Retry-After"] = str(int(wait))
     set_rollback()
     if isinstance(exc, exceptions.ValidationError):
         fields = _flatten(exc.detail) if isinstance(exc.detail, dict) else {"non_field_errors": _flatten(exc.detail)}
         return Response(error_body("invalid", _first_message(fields), fields), status=exc.status_code)
-    code = _CODES.get(type(exc)) or getattr(exc, "default_code", "error")
+    code = _CODES.get(type(exc)) or exc.default_code
     return Response(error_body(code, str(exc.detail)), status=exc.status_code, headers=headers)
 
 

@@ -11,7 +11,8 @@ from retention_crm.errors import ApplicationError
 class ErrorDetailSerializer(serializers.Serializer):
     code = serializers.CharField()
     message = serializers.CharField()
-    fields = serializers.DictField()
+    # DRF's metaclass takes declared fields out of the class, so this does not hide Serializer.fields.
+    fields = serializers.DictField()  # type: ignore[assignment]
 
 
 class ErrorSerializer(serializers.Serializer):

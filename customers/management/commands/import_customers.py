@@ -143,7 +143,8 @@ class Command(BaseCommand):
         )
         results = customers_import(source, dry_run=options["dry_run"], batch_rows=options["batch_size"])
         # closing(): whatever ends the loop (Ctrl-C too), the reading thread stops and temporary tables go.
-        with progress as tick, closing(results):
+        # (A generator, though annotated as an Iterator, which has no close().)
+        with progress as tick, closing(results):  # type: ignore[type-var]
             try:
                 for result in results:
                     tally[result.status] += 1

@@ -154,7 +154,8 @@ class Command(BaseCommand):
             source.orders(), dry_run=options["dry_run"], batch_size=options["batch_size"], jobs=options["jobs"]
         )
         # closing(): whatever ends the loop (Ctrl-C too), the writers finish their batch and stop.
-        with progress as tick, closing(results):
+        # (A generator, though annotated as an Iterator, which has no close().)
+        with progress as tick, closing(results):  # type: ignore[type-var]
             try:
                 for result in results:
                     tally[result.status] += 1
