@@ -41,6 +41,7 @@ from customers.csv_common import (
     CsvSource,
     RowError,
     batches,
+    collector_relaxed,
     column_list,
     statistics_refresh,
 )
@@ -484,7 +485,7 @@ def orders_import(
         raise CsvImportError(f"the batch size must be between 1 and {MAX_BATCH_ORDERS:,}")
     if not 1 <= jobs <= MAX_JOBS:
         raise CsvImportError(f"the number of jobs must be between 1 and {MAX_JOBS}")
-    with SeenOrders() as seen:
+    with collector_relaxed(), SeenOrders() as seen:
         batched = batches(orders, batch_size)
         if dry_run or connection.in_atomic_block:
             yield from _import_one_by_one(batched, seen, dry_run=dry_run)

@@ -35,7 +35,15 @@ from django.db import DatabaseError, connection, reset_queries, transaction
 from django.utils import timezone
 
 from campaigns.exits import entries_exit_for_customers  # campaigns: journeys end on a revoked consent
-from customers.csv_common import CsvImportError, CsvSource, RowError, batches, column_list, statistics_refresh
+from customers.csv_common import (
+    CsvImportError,
+    CsvSource,
+    RowError,
+    batches,
+    collector_relaxed,
+    column_list,
+    statistics_refresh,
+)
 from customers.csv_common import mapping_parse as mapping_parse_for
 from customers.loyalty.services import points_welcome_for_customers
 from customers.models import Channel, ConsentSource, Customer
@@ -897,7 +905,7 @@ def customers_import(
     touched until it ends.
     """
     importer = CustomerImport(source.layout, started_at=timezone.now(), batch_rows=batch_rows or BATCH_ROWS)
-    with transaction.atomic() if dry_run else contextlib.nullcontext():
+    with collector_relaxed(), transaction.atomic() if dry_run else contextlib.nullcontext():
         with connection.cursor() as cursor:
             cursor.execute(_SEEN_CREATE)
         try:

@@ -3,6 +3,7 @@ progress, the bulk path's batches)."""
 
 import csv
 import datetime as dt
+import gc
 import io
 import re
 import tempfile
@@ -17,7 +18,8 @@ from django.utils import timezone
 
 from campaigns.models import Attribution
 from campaigns.services import campaign_create
-from customers.csv_import import PurchaseCsv, customer_share
+from customers.csv_common import RELAXED_GC_THRESHOLDS
+from customers.csv_import import PurchaseCsv, customer_share, orders_import
 from customers.models import Cart, Customer, PointsEntry, Product, Purchase, PurchaseItem, TierChange
 from customers.services import cart_upsert, purchases_record_bulk
 from tests.factories import message_reached
@@ -706,3 +708,15 @@ def test_writers_side_by_side_never_share_a_customer():
         writer_of.setdefault(lines.values["customer"][0], set()).add(customer_share(lines, 3))
     assert all(len(writers) == 1 for writers in writer_of.values())
     assert {writer for writers in writer_of.values() for writer in writers} == {0, 1, 2}
+
+
+def test_the_collector_is_relaxed_during_an_import_only(tmp_path):
+    thresholds, frozen = gc.get_threshold(), gc.get_freeze_count()
+    seen: list[tuple[int, int, int]] = []
+    path = write(tmp_path, "external_id,customer,placed_at,total", "G-1,c-1,2026-01-10T10:00:00Z,4.00")
+    with PurchaseCsv(path) as source:
+        for _ in orders_import(source.orders()):
+            seen.append(gc.get_threshold())
+    assert seen == [RELAXED_GC_THRESHOLDS]
+    assert gc.get_threshold() == thresholds
+    assert gc.get_freeze_count() == frozen
