@@ -13,8 +13,9 @@ clicked messages were sent and keep it.
 
 from collections.abc import Iterable
 
-from django.db import connection
 from django.utils import timezone
+
+from retention_crm.bound_cursor import bound_cursor
 
 _ATTRIBUTE = """
     INSERT INTO campaigns_attribution (purchase_id, message_id, campaign_id, attributed_at)
@@ -45,6 +46,6 @@ def purchases_attribute(*, purchase_ids: Iterable[int]) -> int:
     ids = list(purchase_ids)
     if not ids:
         return 0
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(_ATTRIBUTE, [timezone.now(), ids])
         return cursor.rowcount

@@ -12,6 +12,8 @@ from collections.abc import Iterable
 from django.db import connection
 from django.utils import timezone
 
+from retention_crm.bound_cursor import bound_cursor
+
 # Open entries of campaigns that exit on purchase, entered before a completed purchase of theirs,
 # end with reason "goal"; a journey's messages not yet sent are suppressed (reason "goal"). A
 # campaign without steps keeps SPEC §4's single-message rules: its queued message still goes out.
@@ -48,7 +50,7 @@ def entries_exit_on_purchase(*, purchase_ids: Iterable[int]) -> None:
     """The goal: the purchases' customers leave the journeys they entered before buying."""
     ids = list(purchase_ids)
     if ids:
-        with connection.cursor() as cursor:
+        with bound_cursor() as cursor:
             cursor.execute(_EXIT_ON_PURCHASE, {"purchases": ids, "now": timezone.now()})
 
 

@@ -50,6 +50,7 @@ from customers.loyalty.services.ledger import sql_array
 from customers.services import BulkResult, LineItemInput, PurchaseInput
 from customers.services.bulk import PreparedPurchases, purchases_prepare, purchases_record_prepared
 from customers.services.purchase_input import MAX_ITEMS_PER_ORDER, PURCHASE_REQUIRED_FIELDS
+from retention_crm.bound_cursor import bound_cursor
 
 # The SPEC §6 purchase fields, taken from the service's input types so the two cannot drift apart.
 ORDER_FIELDS = tuple(f.name for f in fields(PurchaseInput) if f.name != "items")
@@ -283,7 +284,7 @@ class SeenOrders:
         """Remember these ids; returns those that were read before (by an earlier call)."""
         # PostgreSQL text holds no NUL character; such an id fails validation anyway.
         by_text = {external_id.replace("\x00", "\ufffd"): external_id for external_id in external_ids}
-        with connection.cursor() as cursor:
+        with bound_cursor() as cursor:
             cursor.execute(_SEEN_CLAIM, [sql_array(by_text)])
             return {by_text[text] for (text,) in cursor.fetchall()}
 

@@ -12,7 +12,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import NamedTuple
 
-from django.db import connection, transaction
+from django.db import transaction
 
 from campaigns.attribution import purchases_attribute  # campaigns: attribution hook
 from campaigns.exits import entries_exit_on_purchase  # campaigns: journeys end on a purchase
@@ -27,6 +27,7 @@ from customers.loyalty.services.ledger import sql_array
 from customers.models import CartStatus, PurchaseStatus
 from customers.services.purchase_input import PurchaseInput
 from metrics.rollup_fold import rollups_fold_soon  # metrics: fold the rollups once the batch commits
+from retention_crm.bound_cursor import bound_cursor
 
 # A purchase whose external_id is taken (stored before, or by a concurrent request) is skipped
 # here; the caller tells a repeat from a conflict by the content digest. The cart is looked up per
@@ -92,7 +93,7 @@ def purchases_insert(
     inserted by external_id. Two statements whatever the batch size."""
     if not batch:
         return {}
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(
             _INSERT_PURCHASES,
             {
@@ -119,7 +120,7 @@ def purchases_insert(
         for line in item.items
     ]
     if lines:
-        with connection.cursor() as cursor:
+        with bound_cursor() as cursor:
             cursor.execute(
                 _INSERT_ITEMS,
                 {
@@ -163,7 +164,7 @@ def _buyers_move(completed: list[tuple[int, Decimal, dt.datetime]], moves: Buyer
     changed = sorted({pk for pk, _, _ in completed} | set(moves.points) | set(moves.tiers))
     if not changed:
         return
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(
             _MOVE_BUYERS,
             [
@@ -202,7 +203,7 @@ def purchases_apply(
     for customer_id, _, placed_at in bought_completed:
         latest[customer_id] = max(latest.get(customer_id, placed_at), placed_at)
     if latest:
-        with connection.cursor() as cursor:
+        with bound_cursor() as cursor:
             cursor.execute(
                 _CONVERT_CARTS,
                 [

@@ -24,6 +24,7 @@ from customers.loyalty.services.ledger import (
 from customers.loyalty.services.program import WELCOME_MAX_SIGNUP_AGE, Program, loyalty_program_get
 from customers.loyalty.services.tiers import tiers_apply, tiers_recompute_for_customers, trailing_spends
 from customers.models import Customer, PointsEntry, PointsKind, Purchase, PurchaseStatus, TierChange
+from retention_crm.bound_cursor import bound_cursor
 
 # --- Earning and the purchase hooks ---------------------------------------------------------------
 
@@ -240,7 +241,7 @@ _LOCK_BUYER_ROWS = """
 def buyers_lock(customer_ids: list[int]) -> dict[int, tuple[int, bool]]:
     """Lock the buyers' rows in id order (as customers_lock does); id -> (points balance, whether
     they were referred by a customer who is not erased)."""
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(_LOCK_BUYER_ROWS, [sql_array(sorted(set(customer_ids)))])
         return {pk: (balance, referred) for pk, balance, referred in cursor.fetchall()}
 

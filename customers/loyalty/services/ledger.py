@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 from django.db import connection
 
 from customers.models import Customer, PointsEntry
+from retention_crm.bound_cursor import bound_cursor
 from retention_crm.errors import ApplicationError
 
 
@@ -170,7 +171,7 @@ def _credits_append_set_based(credits: list[Credit], *, at: dt.datetime) -> list
         "created_by": [credit.created_by_id for credit in credits],
         "at": at,
     }
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(_APPEND_CREDITS, columns)
         written = {key: (entry_id, balance_after) for entry_id, key, balance_after in cursor.fetchall()}
     appended = []
@@ -213,7 +214,7 @@ def credits_insert_fresh(credits: list[Credit], *, balances: dict[int, int], at:
         running[credit.customer_id] += credit.points
         gained[credit.customer_id] = gained.get(credit.customer_id, 0) + credit.points
         after.append(running[credit.customer_id])
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(
             _INSERT_FRESH_CREDITS,
             [

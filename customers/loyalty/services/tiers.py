@@ -5,11 +5,11 @@ from collections import defaultdict
 from collections.abc import Iterable
 from decimal import Decimal
 
-from django.db import connection
 from django.utils import timezone
 
 from customers.loyalty.services.program import TRAILING_SPEND_WINDOW, Program, loyalty_program_get
 from customers.models import Customer, TierChange
+from retention_crm.bound_cursor import bound_cursor
 
 # --- Tiers -----------------------------------------------------------------------------------------
 
@@ -28,7 +28,7 @@ _TRAILING_SPEND = """
 
 def trailing_spends(customer_ids: list[int], *, now: dt.datetime) -> list[tuple[int, str, Decimal]]:
     """(id, tier, completed spend in the trailing 365 days) of each customer."""
-    with connection.cursor() as cursor:
+    with bound_cursor() as cursor:
         cursor.execute(_TRAILING_SPEND, [now - TRAILING_SPEND_WINDOW, now, customer_ids])
         rows: list[tuple[int, str, Decimal]] = cursor.fetchall()
         return rows
