@@ -229,8 +229,8 @@ def report(copy: float, sql: float, runs: list[Run], *, rows: int, shared_buffer
         for the customers, one for their consents and history, the foreign-key checks; no
         validation, no batches, no welcome bonus; rolled back): the import takes
         {full.seconds / sql:.1f}x that. It is PostgreSQL maintaining what a customer is made of (9
-        indexes on customers, 4 on consents, 3 on consent events, four foreign-key checks per row)
-        against a buffer pool much smaller than the tables; a COPY into a table without index or
+        indexes on customers, 4 on consents, 3 on consent events, four foreign-key checks per row);
+        a COPY into a table without index or
         constraint has none of that. Validation runs in Python in a reading thread while the
         previous batch is written; a batch of 5,000 rows is staged with COPY and every lookup is an
         index probe per row. The machine's other services share the two cores, so single runs vary
