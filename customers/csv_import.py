@@ -326,13 +326,12 @@ def batch_prepare(batch: list[OrderLines]) -> PreparedBatch:
     return PreparedBatch(batch, ready, purchases)
 
 
-def batch_record(batch: list[OrderLines] | PreparedBatch) -> list[OrderResult]:
+def batch_record(prepared: PreparedBatch) -> list[OrderResult]:
     """Record a batch of orders through the bulk service; one result per order, in file order.
 
     The orders whose lines are already known to be wrong are not sent; the service validates and
     records the others, answering each on its own (an order it refuses leaves nothing behind).
     """
-    prepared = batch if isinstance(batch, PreparedBatch) else batch_prepare(batch)
     answers: dict[int, BulkResult] = {}
     if prepared.purchases is not None:
         answered = purchases_record_prepared(prepared.purchases)
@@ -443,7 +442,7 @@ def _import_one_by_one(
     with transaction.atomic() if dry_run else nullcontext():
         for batch in batches:
             _adjacency_check(batch, seen)
-            yield from batch_record(batch)
+            yield from batch_record(batch_prepare(batch))
             statistics_refresh()
         if dry_run:
             transaction.set_rollback(True)
