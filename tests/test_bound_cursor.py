@@ -2,6 +2,8 @@
 transaction, and Django still sees its statements."""
 
 import datetime as dt
+from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import connection, transaction
@@ -38,3 +40,26 @@ def test_its_statements_are_counted_and_run_in_the_callers_transaction():
     with connection.cursor() as cursor:
         cursor.execute("SELECT to_regclass('pg_temp.bound_probe')")
         assert cursor.fetchone() == (None,)  # rolled back with the caller's transaction
+
+
+@pytest.mark.parametrize(
+    ("values", "sql_type"),
+    [
+        ([1, -2, 9_007_199_254_740_993], "bigint"),
+        ([Decimal("0.00"), Decimal("12.50"), Decimal("99999999.99")], "numeric"),
+        (
+            [dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=dt.UTC), dt.datetime(1900, 1, 1, tzinfo=dt.UTC)],
+            "timestamptz",
+        ),
+        ([dt.datetime(2026, 3, 29, 2, 30, tzinfo=ZoneInfo("America/Sao_Paulo"))], "timestamptz"),
+        ([1, None, 3], "bigint"),
+        ([Decimal("1.50"), 2, None], "numeric"),
+        ([True, False], "boolean"),
+        (["a", None, 'say "hi"'], "text"),
+        ([], "bigint"),
+    ],
+)
+def test_sql_array_keeps_every_kind_of_column_exact(values, sql_type):
+    with bound_cursor() as cursor:
+        cursor.execute(f"SELECT unnest(%s::{sql_type}[])", [sql_array(values)])
+        assert [value for (value,) in cursor.fetchall()] == values

@@ -22,10 +22,11 @@ from customers.loyalty.services import loyalty_program_get
 from customers.loyalty.services.earning import points_welcome_for_created, welcome_points
 from customers.loyalty.services.ledger import sql_array
 from customers.models import Customer, Purchase
-from customers.services.purchase_input import PurchaseInput, purchase_conflict
+from customers.services.purchase_input import ItemsSeen, PurchaseInput, purchase_conflict
 from customers.services.purchase_sets import purchases_apply, purchases_insert
 from customers.services.purchases import purchase_record
 from retention_crm import validation as v
+from retention_crm.bound_cursor import bound_cursor
 from retention_crm.errors import ApplicationError
 
 logger = logging.getLogger(__name__)
@@ -91,9 +92,10 @@ def purchases_prepare(*, raw_purchases: list[Any], max_purchases: int = MAX_BULK
     results: list[BulkResult | None] = [None] * len(raw_purchases)
     first_seen: dict[str, str] = {}  # external_id -> digest of its first valid item
     candidates: list[tuple[int, PurchaseInput, str]] = []
+    items_seen: ItemsSeen = {}
     for index, raw in enumerate(raw_purchases):
         try:
-            item = PurchaseInput.clean(raw)
+            item = PurchaseInput.clean(raw, items_seen=items_seen)
         except ApplicationError as error:
             results[index] = _error(raw, error)
             continue
@@ -112,11 +114,7 @@ def purchases_prepare(*, raw_purchases: list[Any], max_purchases: int = MAX_BULK
 def purchases_record_prepared(prepared: PreparedPurchases) -> list[BulkResult]:
     """The second half of ``purchases_record_bulk``: record the prepared batch."""
     raw_purchases, results, candidates = prepared.raw_purchases, list(prepared.results), prepared.candidates
-    stored = dict(
-        Purchase.objects.filter(external_id__any=[item.external_id for _, item, _ in candidates]).values_list(
-            "external_id", "content_digest"
-        )
-    )
+    stored = _stored_digests([item.external_id for _, item, _ in candidates])
     new: list[tuple[int, PurchaseInput, str]] = []
     for index, item, digest in candidates:
         if item.external_id not in stored:
@@ -155,10 +153,34 @@ def purchases_record_prepared(prepared: PreparedPurchases) -> list[BulkResult]:
     return results  # type: ignore[return-value]
 
 
+# The batch's lookups by external id, bound on the server: through the ORM, psycopg quoted each
+# of thousands of ids into the statement's text, a fifth of a writer's Python time.
+_STORED_DIGESTS = "SELECT external_id, content_digest FROM customers_purchase WHERE external_id = ANY(%s::varchar[])"
+_CUSTOMER_IDS = "SELECT external_id, id FROM customers_customer WHERE external_id = ANY(%s::varchar[])"
+
+
+def _stored_digests(external_ids: list[str]) -> dict[str, str]:
+    """The content digests of the purchases stored under these external ids."""
+    if not external_ids:
+        return {}
+    with bound_cursor() as cursor:
+        cursor.execute(_STORED_DIGESTS, [sql_array(external_ids)])
+        return dict(cursor.fetchall())
+
+
+def _customer_ids(names: list[str]) -> dict[str, int]:
+    """The ids of the customers with these external ids (the unknown ones are left out)."""
+    if not names:
+        return {}
+    with bound_cursor() as cursor:
+        cursor.execute(_CUSTOMER_IDS, [sql_array(names)])
+        return dict(cursor.fetchall())
+
+
 @transaction.atomic
 def _customers_ensure(names: list[str]) -> dict[str, int]:
     """The ids of the named customers, creating the unknown ones with their welcome bonus."""
-    known = dict(Customer.objects.filter(external_id__any=names).values_list("external_id", "pk"))
+    known = _customer_ids(names)
     unknown = [name for name in names if name not in known]
     if not unknown:
         return known  # the usual case once a shop is running: one lookup, nothing to create
@@ -169,7 +191,7 @@ def _customers_ensure(names: list[str]) -> dict[str, int]:
     points_welcome_for_created(customer_ids=list(created.values()), now=now, program=program)
     known.update(created)
     if len(known) < len(names):
-        known.update(Customer.objects.filter(external_id__any=unknown).values_list("external_id", "pk"))
+        known.update(_customer_ids(unknown))
     return known
 
 

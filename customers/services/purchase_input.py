@@ -62,6 +62,28 @@ class LineItemInput:
         )
 
 
+# Item lines already validated in a batch, by their cells: a shop's export repeats its catalogue's
+# lines (the same SKU, name, category, quantity and price) across orders, and validating a line
+# costs more than looking it up. Only lines of text cells (a CSV's) are kept: as keys, 1, 1.0 and
+# True would be one, though not all are a valid quantity; a text is never equal to any of them.
+ItemsSeen = dict[tuple[tuple[str, Any], ...], LineItemInput]
+
+
+def _item_clean(raw: Any, index: int, seen: ItemsSeen | None) -> LineItemInput:
+    if seen is None or type(raw) is not dict:
+        return LineItemInput.clean(raw, index)
+    key = tuple(raw.items())
+    try:
+        item = seen.get(key)
+    except TypeError:  # a cell that cannot be a key (a list): never kept, so never seen
+        return LineItemInput.clean(raw, index)
+    if item is None:
+        item = LineItemInput.clean(raw, index)
+        if set(map(type, raw.values())) == {str}:
+            seen[key] = item
+    return item
+
+
 @dataclass(frozen=True)
 class PurchaseInput:
     """A purchase as the shop reports it, validated and normalised."""
@@ -77,8 +99,10 @@ class PurchaseInput:
     points_redeemed: int = 0
 
     @classmethod
-    def clean(cls, raw: dict[str, Any]) -> "PurchaseInput":
-        """Validate the SPEC §6 purchase shape; raises ApplicationError naming the field."""
+    def clean(cls, raw: dict[str, Any], *, items_seen: "ItemsSeen | None" = None) -> "PurchaseInput":
+        """Validate the SPEC §6 purchase shape; raises ApplicationError naming the field.
+
+        ``items_seen`` (a batch's) reuses the lines validated earlier in the batch."""
         if not isinstance(raw, dict):
             raise ApplicationError("A purchase must be an object.", code="invalid")
         v.refuse_unknown_fields(raw, cls.__dataclass_fields__)
@@ -98,7 +122,7 @@ class PurchaseInput:
             total=v.clean_money(raw["total"], "total"),
             currency=v.clean_currency(raw.get("currency")),
             status=v.clean_choice(raw.get("status") or PurchaseStatus.COMPLETED, "status", PURCHASE_STATUSES),
-            items=tuple(LineItemInput.clean(item, i) for i, item in enumerate(items)),
+            items=tuple(_item_clean(item, i, items_seen) for i, item in enumerate(items)),
             cart_id=v.clean_external_id(raw["cart_id"], "cart_id") if raw.get("cart_id") else "",
             points_redeemed=0 if points in (None, "") else v.clean_count(points, "points_redeemed", maximum=MAX_POINTS),
         )

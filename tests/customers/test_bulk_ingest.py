@@ -250,3 +250,27 @@ def test_preparing_a_batch_reads_nothing_and_recording_it_answers_as_the_one_cal
         "exists",
     ]
     assert_stats_match_purchases()
+
+
+def test_repeated_item_lines_are_validated_once_yet_each_answers_for_itself():
+    line = {"sku": "MUG", "name": "Mug", "category": "kitchen", "quantity": "2", "unit_price": "4.50"}
+    batch = [
+        order(1, "a", items=[dict(line)]),
+        order(2, "b", items=[dict(line), dict(line)]),
+        # The same cells but for one: this order fails, naming its own line.
+        order(3, "c", items=[dict(line), {**line, "quantity": "0"}]),
+        # The API's JSON types: True equals 1 as a key would, but it is no quantity.
+        order(4, "d", items=[{"sku": "MUG", "quantity": 1, "unit_price": "4.50"}]),
+        order(5, "e", items=[{"sku": "MUG", "quantity": True, "unit_price": "4.50"}]),
+        order(6, "f", items=[{"sku": ["MUG"], "quantity": "1", "unit_price": "4.50"}]),
+    ]
+    prepared = bulk.purchases_prepare(raw_purchases=batch)
+    first, second = (item for _, item, _ in prepared.candidates[:2])
+    assert first.items[0] is second.items[0] is second.items[1]  # reused, not validated again
+    results = bulk.purchases_record_prepared(prepared)
+    assert [r.status for r in results] == ["created", "created", "error", "created", "error", "error"]
+    assert "items[1].quantity" in results[2].error["fields"]
+    assert "items[0].quantity" in results[4].error["fields"]
+    assert "items[0].sku" in results[5].error["fields"]
+    stored = PurchaseItem.objects.filter(purchase__external_id="o-2")
+    assert sorted(stored.values_list("sku", "quantity", "unit_price")) == [("MUG", 2, Decimal("4.50"))] * 2

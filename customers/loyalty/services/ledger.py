@@ -4,7 +4,7 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 from django.db import connection
 
@@ -18,21 +18,30 @@ def sql_array(values: Iterable[Any]) -> str:
     type (``%s::bigint[]``). A batch's statements bind columns of thousands of values: psycopg
     dumps a list element by element in Python (a datetime ten times slower than a string), this
     joins the text in one pass, about five times faster. None is NULL; datetimes go as ISO 8601."""
-    texts: list[str | None] = [
-        value
-        if type(value) is str
-        else None
+    items = values if isinstance(values, list) else list(values)
+    kinds = set(map(type, items))
+    # A column is all of one type: joined by C code without a Python step per element. Numbers
+    # need neither quotes nor escapes (bool is not int here: its type is bool).
+    if kinds == {int} or kinds == {Decimal}:
+        return "{" + ",".join(map(str, items)) + "}"
+    if kinds == {str}:
+        joined = "".join(items)
+        if '"' not in joined and "\\" not in joined:  # the usual case: nothing to escape, one join
+            return '{"' + '","'.join(items) + '"}'
+    if kinds == {dt.datetime}:  # ISO 8601 needs no escapes either
+        return '{"' + '","'.join(map(dt.datetime.isoformat, items)) + '"}'
+    if not items:
+        return "{}"
+    texts = (
+        None
         if value is None
+        else value
+        if type(value) is str
         else value.isoformat()
         if isinstance(value, dt.datetime)
         else str(value)
-        for value in values
-    ]
-    if None not in texts:
-        strings = cast(list[str], texts)
-        joined = "".join(strings)
-        if '"' not in joined and "\\" not in joined:  # the usual case: nothing to escape, one join
-            return '{"' + '","'.join(strings) + '"}' if strings else "{}"
+        for value in items
+    )
     return "{" + ",".join("NULL" if text is None else _array_element(text) for text in texts) + "}"
 
 
