@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 from django.utils import timezone
 
-from retention_crm.bound_cursor import bound_cursor
+from retention_crm.bound_cursor import bound_cursor, sql_array
 
 _ATTRIBUTE = """
     INSERT INTO campaigns_attribution (purchase_id, message_id, campaign_id, attributed_at)
@@ -33,7 +33,7 @@ _ATTRIBUTE = """
         ORDER BY m.touched_at DESC, m.id DESC
         LIMIT 1
     ) AS touch
-    WHERE p.id = ANY(%s) AND p.status = 'completed'
+    WHERE p.id = ANY(%s::bigint[]) AND p.status = 'completed'
     ON CONFLICT (purchase_id) DO NOTHING
 """
 
@@ -47,5 +47,5 @@ def purchases_attribute(*, purchase_ids: Iterable[int]) -> int:
     if not ids:
         return 0
     with bound_cursor() as cursor:
-        cursor.execute(_ATTRIBUTE, [timezone.now(), ids])
+        cursor.execute(_ATTRIBUTE, [timezone.now(), sql_array(ids)])
         return cursor.rowcount

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from django.db import connection
 from django.utils import timezone
 
-from retention_crm.bound_cursor import bound_cursor
+from retention_crm.bound_cursor import bound_cursor, sql_array
 
 # Open entries of campaigns that exit on purchase, entered before a completed purchase of theirs,
 # end with reason "goal"; a journey's messages not yet sent are suppressed (reason "goal"). A
@@ -21,7 +21,7 @@ _EXIT_ON_PURCHASE = """
     WITH bought AS (
         SELECT p.customer_id, max(p.placed_at) AS placed_at
         FROM customers_purchase p
-        WHERE p.id = ANY(%(purchases)s) AND p.status = 'completed'
+        WHERE p.id = ANY(%(purchases)s::bigint[]) AND p.status = 'completed'
         GROUP BY p.customer_id
     ),
     ended AS (
@@ -51,7 +51,7 @@ def entries_exit_on_purchase(*, purchase_ids: Iterable[int]) -> None:
     ids = list(purchase_ids)
     if ids:
         with bound_cursor() as cursor:
-            cursor.execute(_EXIT_ON_PURCHASE, {"purchases": ids, "now": timezone.now()})
+            cursor.execute(_EXIT_ON_PURCHASE, {"purchases": sql_array(ids), "now": timezone.now()})
 
 
 def entries_exit_for_customers(*, customer_ids: Iterable[int], reason: str, channel: str | None = None) -> int:

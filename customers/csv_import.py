@@ -46,11 +46,10 @@ from customers.csv_common import (
     statistics_refresh,
 )
 from customers.csv_common import mapping_parse as mapping_parse_for
-from customers.loyalty.services.ledger import sql_array
 from customers.services import BulkResult, LineItemInput, PurchaseInput
 from customers.services.bulk import PreparedPurchases, purchases_prepare, purchases_record_prepared
 from customers.services.purchase_input import MAX_ITEMS_PER_ORDER, PURCHASE_REQUIRED_FIELDS
-from retention_crm.bound_cursor import bound_cursor
+from retention_crm.bound_cursor import bound_cursor, sql_array
 
 # The SPEC §6 purchase fields, taken from the service's input types so the two cannot drift apart.
 ORDER_FIELDS = tuple(f.name for f in fields(PurchaseInput) if f.name != "items")

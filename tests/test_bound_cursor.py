@@ -9,8 +9,7 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from customers.loyalty.services.ledger import sql_array
-from retention_crm.bound_cursor import bound_cursor
+from retention_crm.bound_cursor import bound_cursor, sql_array
 
 pytestmark = pytest.mark.django_db
 

@@ -20,13 +20,12 @@ from django.utils import timezone
 
 from customers.loyalty.services import loyalty_program_get
 from customers.loyalty.services.earning import points_welcome_for_created, welcome_points
-from customers.loyalty.services.ledger import sql_array
 from customers.models import Customer, Purchase
 from customers.services.purchase_input import ItemsSeen, PurchaseInput, purchase_conflict
 from customers.services.purchase_sets import purchases_apply, purchases_insert
 from customers.services.purchases import purchase_record
 from retention_crm import validation as v
-from retention_crm.bound_cursor import bound_cursor
+from retention_crm.bound_cursor import bound_cursor, sql_array
 from retention_crm.errors import ApplicationError
 
 logger = logging.getLogger(__name__)

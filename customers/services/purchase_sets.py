@@ -23,11 +23,10 @@ from customers.loyalty.services.earning import (
     loyalty_for_new_purchases,
     referrals_for_new_purchases,
 )
-from customers.loyalty.services.ledger import sql_array
 from customers.models import CartStatus, PurchaseStatus
 from customers.services.purchase_input import PurchaseInput
 from metrics.rollup_fold import rollups_fold_soon  # metrics: fold the rollups once the batch commits
-from retention_crm.bound_cursor import bound_cursor
+from retention_crm.bound_cursor import bound_cursor, sql_array
 
 # A purchase whose external_id is taken (stored before, or by a concurrent request) is skipped
 # here; the caller tells a repeat from a conflict by the content digest. The cart is looked up per
@@ -213,7 +212,7 @@ def purchases_apply(
                     sql_array(latest.values()),
                     CartStatus.OPEN,
                     CartStatus.ABANDONED,
-                    [item.cart_id for item in completed if item.cart_id],
+                    sql_array(item.cart_id for item in completed if item.cart_id),
                 ],
             )
     # Loyalty (SPEC §3): tiers and points earned for the whole batch, then each buyer's row once.

@@ -19,12 +19,11 @@ from customers.loyalty.services.ledger import (
     credits_write,
     customers_lock,
     debit_write,
-    sql_array,
 )
 from customers.loyalty.services.program import WELCOME_MAX_SIGNUP_AGE, Program, loyalty_program_get
 from customers.loyalty.services.tiers import tiers_apply, tiers_recompute_for_customers, trailing_spends
 from customers.models import Customer, PointsEntry, PointsKind, Purchase, PurchaseStatus, TierChange
-from retention_crm.bound_cursor import bound_cursor
+from retention_crm.bound_cursor import bound_cursor, sql_array
 
 # --- Earning and the purchase hooks ---------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from customers.loyalty.services.program import TRAILING_SPEND_WINDOW, Program, loyalty_program_get
 from customers.models import Customer, TierChange
-from retention_crm.bound_cursor import bound_cursor
+from retention_crm.bound_cursor import bound_cursor, sql_array
 
 # --- Tiers -----------------------------------------------------------------------------------------
 
@@ -22,14 +22,14 @@ _TRAILING_SPEND = """
           AND purchase.placed_at > %s AND purchase.placed_at <= %s
     ), 0)
     FROM customers_customer customer
-    WHERE customer.id = ANY(%s)
+    WHERE customer.id = ANY(%s::bigint[])
 """
 
 
 def trailing_spends(customer_ids: list[int], *, now: dt.datetime) -> list[tuple[int, str, Decimal]]:
     """(id, tier, completed spend in the trailing 365 days) of each customer."""
     with bound_cursor() as cursor:
-        cursor.execute(_TRAILING_SPEND, [now - TRAILING_SPEND_WINDOW, now, customer_ids])
+        cursor.execute(_TRAILING_SPEND, [now - TRAILING_SPEND_WINDOW, now, sql_array(customer_ids)])
         rows: list[tuple[int, str, Decimal]] = cursor.fetchall()
         return rows
 
