@@ -294,7 +294,8 @@ def report(
         "refunds and cancellations), with stats, points, tiers, cart conversion and attribution, into the "
         f"data set of bench/generate.py ({data_set[0]:,} customers, about {data_set[1]:,} purchases) and into "
         "an empty database (where every customer is new and gets its welcome bonus), next to PostgreSQL's "
-        f"COPY of the same file in the same run, on the 2-core machine above, with {server}. "
+        "COPY of the same file in the same run (whose rate tells the machine's speed), on a 2-core machine, "
+        f"with {server}. "
         f"Results: {'; '.join(f'{t.name}: {t.full.summary}' for t in targets)}. Where the time goes, and "
         "what would raise the rate: [IMPORT.md](IMPORT.md#batches-and-speed)."
     )

@@ -16,6 +16,9 @@ from typing import TextIO
 from tqdm import tqdm
 
 LINE_EVERY_SECONDS = 5.0
+# Below this share of the total the rate says little about the rest (the first results of an
+# import come after its start-up and its first batches), so no time left is guessed yet.
+ETA_AFTER_SHARE = 0.01
 
 
 def _duration(seconds: float) -> str:
@@ -39,7 +42,8 @@ class LineProgress:
         rate = self.done / elapsed if elapsed > 0 else 0.0
         if self.total:
             share = f" / {self.total:,} {self.unit} ({100 * self.done / self.total:.0f} %)"
-            eta = f", ETA {_duration((self.total - self.done) / rate)}" if rate else ""
+            known = rate and self.done >= ETA_AFTER_SHARE * self.total
+            eta = f", ETA {_duration((self.total - self.done) / rate)}" if known else ""
         else:
             share, eta = f" {self.unit}", ""
         return f"{self.label}: {self.done:,}{share}, {rate:,.0f} {self.unit}/s{eta}"

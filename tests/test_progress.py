@@ -36,3 +36,15 @@ def test_without_a_total_it_counts_and_a_disabled_report_prints_nothing():
     with progress_report(total=5, unit="rows", label="x", stream=quiet, enabled=False) as tick:
         tick(5)
     assert quiet.getvalue() == ""
+
+
+def test_no_time_left_is_guessed_from_the_first_hundredth():
+    stream, clock = io.StringIO(), Clock()
+    with progress_report(total=100_000, unit="lines", label="import", stream=stream, every=5, clock=clock) as tick:
+        clock.now = 20  # start-up and the first batches: two lines in 20 s say nothing of the rest
+        tick(2)
+        clock.now = 30
+        tick(2_998)
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "import: 2 / 100,000 lines (0 %), 0 lines/s"
+    assert lines[1] == "import: 3,000 / 100,000 lines (3 %), 100 lines/s, ETA 0:16:10"
