@@ -247,7 +247,9 @@ def _insert_set_based(
     a concurrent batch waits on, so only the short part that updates the customers queues up.
     """
     now = timezone.now()
-    inserted = purchases_insert([(item, digest) for _, item, digest in new], customer_ids, now=now)
+    # Every id was just looked up and found free: one taken meanwhile by a concurrent request fails
+    # the statement, and the batch goes one by one (which tells a repeat from a conflict).
+    inserted = purchases_insert([(item, digest) for _, item, digest in new], customer_ids, now=now, skip_taken=False)
     purchases_apply([item for _, item, _ in new], inserted, customer_ids, now=now)
     for index, item, _ in new:
         if item.external_id in inserted:

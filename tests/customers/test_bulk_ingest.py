@@ -94,6 +94,20 @@ def test_fallback_one_by_one_gives_the_same_answer(monkeypatch):
     assert_stats_match_purchases()
 
 
+def test_an_id_taken_after_the_lookup_still_gets_its_own_answer(monkeypatch):
+    """A concurrent request may store an order id between the batch's lookup and its insert: the
+    insert then fails as a whole and the batch goes one by one, each item answering for itself."""
+    purchases_record_bulk(raw_purchases=[order(1, "a"), order(2, "a")])
+    monkeypatch.setattr(bulk, "_stored_digests", lambda external_ids: {})  # the lookup ran before
+    results = purchases_record_bulk(raw_purchases=[order(1, "a"), order(2, "a", total="99.00"), order(3, "b")])
+    assert [r.status for r in results] == ["exists", "error", "created"]
+    assert results[1].error["code"] == "purchase_conflict"
+    assert Purchase.objects.count() == 3
+    assert_stats_match_purchases()
+    for customer in ("a", "b"):
+        assert_ledger_consistent(customer)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_overlapping_batches_neither_deadlock_nor_double_count():
     batches = [
