@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from customers.loyalty.services import loyalty_program_get
@@ -207,16 +207,26 @@ def _new_customer_columns(*, now: dt.datetime, points_balance: int) -> dict[str,
 
 def _customers_create(names: list[str], *, now: dt.datetime, points_balance: int) -> dict[str, int]:
     """Insert customers by external id with the model's defaults, in one INSERT ... SELECT; returns
-    those this statement created (a name a concurrent request created is skipped)."""
+    those this statement created (a name a concurrent request created is skipped).
+
+    The names were just looked up and not found, so the insert first goes without ON CONFLICT,
+    whose speculative insertion costs every row; a name created meanwhile fails it, and it is run
+    again skipping the taken names."""
     columns = _new_customer_columns(now=now, points_balance=points_balance)
     sql = (
         f"INSERT INTO customers_customer (external_id, {', '.join(columns)}) "
         f"SELECT name, {', '.join(['%s'] * len(columns))} FROM unnest(%s::varchar[]) AS name "
-        "ON CONFLICT (external_id) DO NOTHING RETURNING external_id, id"
+        "{on_conflict} RETURNING external_id, id"
     )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [*columns.values(), sql_array(names)])
-        return dict(cursor.fetchall())
+    parameters = [*columns.values(), sql_array(names)]
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(sql.format(on_conflict=""), parameters)
+            return dict(cursor.fetchall())
+    except IntegrityError:
+        with connection.cursor() as cursor:
+            cursor.execute(sql.format(on_conflict="ON CONFLICT (external_id) DO NOTHING"), parameters)
+            return dict(cursor.fetchall())
 
 
 def _insert_one_by_one(

@@ -108,6 +108,29 @@ def test_an_id_taken_after_the_lookup_still_gets_its_own_answer(monkeypatch):
         assert_ledger_consistent(customer)
 
 
+def test_a_customer_created_after_the_lookup_is_neither_created_twice_nor_lost(monkeypatch):
+    purchases_record_bulk(raw_purchases=[order(1, "a")])
+    entries_before = PointsEntry.objects.filter(customer__external_id="a").count()
+    lookups = []
+
+    def stale_first_lookup(names):  # the first lookup ran before a concurrent request created "a"
+        lookups.append(names)
+        return {} if len(lookups) == 1 else real_lookup(names)
+
+    real_lookup = bulk._customer_ids
+    monkeypatch.setattr(bulk, "_customer_ids", stale_first_lookup)
+    results = purchases_record_bulk(raw_purchases=[order(2, "a"), order(3, "b")])
+    assert [r.status for r in results] == ["created", "created"]
+    assert Customer.objects.filter(external_id="a").count() == 1
+    assert Customer.objects.get(external_id="a").orders_count == 2
+    # "a" earned points for its second order, and got no second welcome bonus.
+    assert list(
+        PointsEntry.objects.filter(customer__external_id="a").exclude(kind="bonus").values_list("kind", flat=True)
+    ) == ["earn", "earn"]
+    assert PointsEntry.objects.filter(customer__external_id="a").count() == entries_before + 1
+    assert_stats_match_purchases()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_overlapping_batches_neither_deadlock_nor_double_count():
     batches = [
