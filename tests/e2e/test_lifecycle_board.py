@@ -90,7 +90,9 @@ def test_the_board_lists_each_stage_most_at_risk_first_and_aims_a_campaign(
     expect(page.locator("#stage-page")).to_have_attribute("data-segment", biggest.segment)
     seen = page.locator("#stage-page tr.stage-customer td:first-child").all_inner_texts()
     while page.locator("#stage-next").count():
+        previous = page.url
         page.click("#stage-next")
+        page.wait_for_url(lambda url, previous=previous: url != previous)  # else these rows may be the old page
         seen += page.locator("#stage-page tr.stage-customer td:first-child").all_inner_texts()
     assert len(seen) == len(set(seen)) == biggest.customers
     assert seen[: len(biggest.first)] == [c.external_id for c in biggest.first]
