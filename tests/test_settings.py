@@ -38,13 +38,27 @@ def test_no_environment_but_debug_means_embedded_postgresql_and_filesystem_broke
     config = probe({"VAR_DIR": str(tmp_path), "DEBUG": "true"})
     assert config["engine"] == "django.db.backends.postgresql"
     assert config["name"] == "retention_crm"
-    assert config["broker"] == "filesystem://"
+    assert config["broker"] == "filesystem://localhost/"
     assert config["transport"]["data_folder_in"].startswith(str(tmp_path))
     # kombu keeps its exchange table in ./control unless told otherwise; it belongs under var/ too.
     assert config["transport"]["control_folder"] == str(tmp_path / "celery" / "control")
     assert config["debug"] is True
     assert config["email"] == "django.core.mail.backends.console.EmailBackend"
     assert (tmp_path / "celery" / "queue").is_dir()
+
+
+def test_the_embedded_broker_sends_without_a_warning(tmp_path):
+    # kombu warns "No hostname was supplied" on each connection to a URL without a host: a shop
+    # running an import from cron would find the warning in every mail cron sends.
+    code = (
+        "import django; django.setup(); from retention_crm.celery import app; "
+        "app.send_task('retention_crm.probe'); print('sent')"
+    )
+    result = run_python(code, {"VAR_DIR": str(tmp_path), "DEBUG": "true"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "sent"
+    assert "WARNING" not in result.stderr, result.stderr
+    assert len(list((tmp_path / "celery" / "queue").iterdir())) == 1  # the message is in the queue
 
 
 def test_environment_switches_to_postgresql_redis_and_smtp(tmp_path):
