@@ -23,6 +23,10 @@ For each database, in one run:
 3. Memory: a second file of ``--memory-lines`` other new orders imported under ``tracemalloc``
    (which slows Python down about four times, hence the smaller file): Python's peak allocation
    and the resident set, to set next to the full run's.
+4. The import's writes in bare SQL (``writes_bound``): the file COPYed again, then the purchases,
+   their items, an earn entry each and the buyers' stats and balances (and, into the empty
+   database, the customers with their welcome entry) in a few statements, on as many connections
+   as the import has writers, rolled back: what those writes cost PostgreSQL itself.
 
 The imports run with DEBUG off (with it on Django keeps the text of every statement, about 100 KB
 for a batch's). The loaded database keeps the imported orders, under the run's own prefix (runs
@@ -39,7 +43,9 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,16 +117,21 @@ class Copied:
     rows: int
 
 
+def column_types(conn: psycopg.Connection) -> dict[str, str]:
+    """'table.column' -> its SQL type, for the tables the file's columns go to."""
+    return dict(
+        conn.execute(
+            "SELECT attrelid::regclass::text || '.' || attname, format_type(atttypid, atttypmod) "
+            "FROM pg_attribute WHERE attrelid = ANY(%s::regclass[]) AND attnum > 0",
+            [sorted({table for _, table, _ in COLUMNS})],
+        ).fetchall()
+    )
+
+
 def copy_bound(url: str, path: Path) -> Copied:
     """COPY the file into a plain table of the same columns (created, committed, dropped)."""
     with psycopg.connect(url, autocommit=True) as conn:
-        types = dict(
-            conn.execute(
-                "SELECT attrelid::regclass::text || '.' || attname, format_type(atttypid, atttypmod) "
-                "FROM pg_attribute WHERE attrelid = ANY(%s::regclass[]) AND attnum > 0",
-                [sorted({table for _, table, _ in COLUMNS})],
-            ).fetchall()
-        )
+        types = column_types(conn)
         columns = ", ".join(f"{name} {types[f'{table}.{column}']}" for name, table, column in COLUMNS)
         conn.execute(f"DROP TABLE IF EXISTS {COPY_TABLE}")
         conn.execute(f"CREATE TABLE {COPY_TABLE} ({columns})")
@@ -137,6 +148,108 @@ def copy_bound(url: str, path: Path) -> Copied:
             return Copied(time.perf_counter() - started, rows)
         finally:
             conn.execute(f"DROP TABLE IF EXISTS {COPY_TABLE}")
+
+
+# The import's own writes in bare SQL, from the copied file: the purchases, their items, an earn
+# entry each and the buyers' stats and balances in one statement, and in the empty database first
+# the customers with their welcome entry. No validation, carts, tiers or attribution; the ids take
+# a prefix of their own, since the import has stored the file's ones by then.
+_SQL_NEW_CUSTOMERS = f"""
+    WITH created AS (
+        INSERT INTO customers_customer
+            (external_id, email, phone, first_name, last_name, timezone, tags, attributes, created_at,
+             updated_at, orders_count, total_spent, points_balance, tier)
+        SELECT DISTINCT 'sql-' || customer, '', '', '', '', 'UTC', '[]'::jsonb, '{{{{}}}}'::jsonb, now(), now(),
+               0, 0, 100, 'bronze'
+        FROM {COPY_TABLE} WHERE customer IS NOT NULL AND {{share}}
+        RETURNING id
+    )
+    INSERT INTO customers_pointsentry
+        (kind, points, idempotency_key, created_at, reason, expires_at, remaining, uncovered, customer_id,
+         balance_after, order_id)
+    SELECT 'bonus', 100, 'sql:welcome:' || id, now(), 'Welcome bonus', now() + interval '365 days', 100, 0, id,
+           100, ''
+    FROM created
+"""
+_SQL_PURCHASES = f"""
+    WITH purchase AS (
+        INSERT INTO customers_purchase
+            (external_id, customer_id, placed_at, total, currency, status, cart_external_id, points_redeemed,
+             content_digest, created_at)
+        SELECT 'sql-' || copied.external_id, customer.id, copied.placed_at, copied.total, 'USD',
+               COALESCE(copied.status, 'completed'), '', 0, md5(copied.external_id), now()
+        FROM {COPY_TABLE} AS copied
+        JOIN customers_customer AS customer ON customer.external_id = {{customer_name}}
+        WHERE {{share}}
+        RETURNING id, external_id, customer_id, placed_at, total, status
+    ), item AS (
+        INSERT INTO customers_purchaseitem (purchase_id, sku, name, category, quantity, unit_price)
+        SELECT purchase.id, copied.sku, copied.name, copied.category, copied.quantity, copied.unit_price
+        FROM {COPY_TABLE} AS copied JOIN purchase ON purchase.external_id = 'sql-' || copied.external_id
+        RETURNING 1
+    ), earned AS (
+        INSERT INTO customers_pointsentry
+            (kind, points, idempotency_key, created_at, reason, expires_at, remaining, uncovered, customer_id,
+             purchase_id, order_id)
+        SELECT 'earn', GREATEST(floor(total), 1), 'sql:earn:' || id, now(), '', placed_at + interval '365 days',
+               GREATEST(floor(total), 1), 0, customer_id, id, ''
+        FROM purchase WHERE status = 'completed'
+    ), moved AS (
+        UPDATE customers_customer AS customer SET
+        orders_count = customer.orders_count + bought.orders,
+        total_spent = customer.total_spent + bought.spent,
+        first_purchase_at = LEAST(customer.first_purchase_at, bought.first_at),
+        last_purchase_at = GREATEST(customer.last_purchase_at, bought.last_at),
+        points_balance = customer.points_balance + bought.points
+    FROM (
+        SELECT customer_id, count(*) AS orders, sum(total) AS spent, min(placed_at) AS first_at,
+               max(placed_at) AS last_at, sum(GREATEST(floor(total), 1))::bigint AS points
+        FROM purchase WHERE status = 'completed' GROUP BY customer_id
+    ) AS bought
+    WHERE customer.id = bought.customer_id
+    RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM purchase), (SELECT count(*) FROM item)
+"""
+
+
+def writes_bound(url: str, path: Path, *, new_customers: bool, jobs: int = 2) -> Copied:
+    """The least PostgreSQL itself needs for the import's writes (see _SQL_PURCHASES), on as many
+    connections as the import has writers, each for its share of the customers: the file COPYed
+    into a temporary table, those statements and the foreign-key checks a commit runs, in one
+    transaction that is rolled back."""
+
+    def share_write(share: int) -> int:
+        with psycopg.connect(url) as conn:
+            types = column_types(conn)
+            columns = ", ".join(f"{name} {types[f'{table}.{column}']}" for name, table, column in COLUMNS)
+            mine = f"abs(hashtext({{column}})) % {jobs} = {share}"  # this connection's customers
+            with conn.transaction(force_rollback=True), conn.cursor() as cur:
+                cur.execute(f"CREATE TEMPORARY TABLE {COPY_TABLE} ({columns}) ON COMMIT DROP")
+                copy_sql = f"COPY {COPY_TABLE} FROM STDIN (FORMAT csv, HEADER true)"
+                with path.open("rb") as stream, cur.copy(copy_sql) as copy:
+                    while chunk := stream.read(COPY_CHUNK_BYTES):
+                        copy.write(chunk)
+                rows = cur.rowcount
+                cur.execute(f"ANALYZE {COPY_TABLE}")
+                if new_customers:
+                    cur.execute(_SQL_NEW_CUSTOMERS.format(share=mine.format(column="customer")))
+                name = "'sql-' || copied.customer" if new_customers else "copied.customer"
+                cur.execute(_SQL_PURCHASES.format(customer_name=name, share=mine.format(column="copied.customer")))
+                purchases, items = cur.fetchone()
+                cur.execute("SET CONSTRAINTS ALL IMMEDIATE")  # the foreign-key checks a commit would run
+                barrier.wait()  # every share written before any rolls back
+            return rows, purchases, items
+
+    written_at: list[float] = []  # when the last share was written (the rollbacks are not timed)
+    barrier = threading.Barrier(jobs, action=lambda: written_at.append(time.perf_counter()), timeout=3600)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(jobs) as pool:
+        shares = list(pool.map(share_write, range(jobs)))
+    lines, written = shares[0][0], sum(purchases + items for _, purchases, items in shares)
+    if written != lines + lines // LINES_PER_ORDER:  # a purchase per order and an item per line
+        raise SystemExit(f"the bare SQL wrote {written:,} purchases and items for a file of {lines:,} lines")
+    return Copied(written_at[0] - started, lines)
 
 
 @dataclass
@@ -229,17 +342,22 @@ class Target:
     copied: Copied
     full: Imported
     memory: Imported
+    written: Copied
 
 
-def measure(name: str, url: str, full_file: Path, memory_file: Path) -> Target:
+def measure(name: str, url: str, full_file: Path, memory_file: Path, *, new_customers: bool) -> Target:
     print(f"{name}: COPY ...", flush=True)
     copied = copy_bound(url, full_file)
     print(f"{name}: COPY {copied.rows:,} lines in {copied.seconds:.1f} s; import ...", flush=True)
     full = import_run(url, full_file, traced=False)
     print(f"{name}: {full.summary} in {full.seconds:.1f} s; the traced import ...", flush=True)
     memory = import_run(url, memory_file, traced=True)
-    print(f"{name}: {memory.summary}, Python peak {memory.python_peak_mb:.1f} MB", flush=True)
-    return Target(name, copied, full, memory)
+    print(
+        f"{name}: {memory.summary}, Python peak {memory.python_peak_mb:.1f} MB; the writes in bare SQL ...", flush=True
+    )
+    written = writes_bound(url, full_file, new_customers=new_customers)
+    print(f"{name}: the writes in bare SQL in {written.seconds:.1f} s", flush=True)
+    return Target(name, copied, full, memory, written)
 
 
 def server_settings(url: str) -> str:
@@ -262,6 +380,7 @@ def report(
 
     rate = {target.name: lines / target.full.seconds for target in targets}
     copy_rate = {target.name: target.copied.rows / target.copied.seconds for target in targets}
+    sql_rate = {target.name: target.written.rows / target.written.seconds for target in targets}
     header = " | ".join(target.name for target in targets)
     rows = [
         f"| measurement | {header} | goal |",
@@ -277,6 +396,15 @@ def report(
         "| COPY is faster by | "
         + cells(lambda t: f"{copy_rate[t.name] / rate[t.name]:.0f}x")
         + f" | within {GOAL_COPY_RATIO}x |",
+        "| the import's writes in bare SQL from the file, on 2 connections | "
+        + cells(lambda t: f"{sql_rate[t.name]:,.0f} lines/s, {t.written.seconds:.1f} s")
+        + " | |",
+        "| bare SQL is faster than the import by | "
+        + cells(lambda t: f"{sql_rate[t.name] / rate[t.name]:.2f}x")
+        + " | |",
+        "| COPY is faster than bare SQL by | "
+        + cells(lambda t: f"{copy_rate[t.name] / sql_rate[t.name]:.0f}x")
+        + " | |",
         "| the import process: CPU time, peak RSS | "
         + cells(lambda t: f"{t.full.cpu_seconds:.0f} s, {t.full.rss_mb:.0f} MB")
         + " | flat in the file's size |",
@@ -294,7 +422,10 @@ def report(
         "refunds and cancellations), with stats, points, tiers, cart conversion and attribution, into the "
         f"data set of bench/generate.py ({data_set[0]:,} customers, about {data_set[1]:,} purchases) and into "
         "an empty database (where every customer is new and gets its welcome bonus), next to PostgreSQL's "
-        "COPY of the same file in the same run (whose rate tells the machine's speed), on a 2-core machine, "
+        "COPY of the same file in the same run (whose rate tells the machine's speed), and the import's own "
+        "writes done by PostgreSQL alone from that COPY (the purchases, their items, an earn entry each, "
+        "the buyers' stats and balances, the new customers with their welcome entry, and the foreign-key "
+        "checks; no validation, carts, tiers or attribution; rolled back), on a 2-core machine, "
         f"with {server}. "
         f"Results: {'; '.join(f'{t.name}: {t.full.summary}' for t in targets)}. Where the time goes, and "
         "what would raise the rate: [IMPORT.md](IMPORT.md#batches-and-speed)."
@@ -342,9 +473,11 @@ def main(argv: list[str] | None = None) -> int:
         csv_write(memory_file, lines=args.memory_lines, customers=customers, prefix=f"{run}-m", seed=args.seed + 1)
         size = full_file.stat().st_size / 2**20
         print(f"{args.lines:,} lines ({orders:,} orders, {size:.0f} MB) for {customers:,} customers", flush=True)
-        targets = [measure("into the data set", loaded_url, full_file, memory_file)]
+        targets = [measure("into the data set", loaded_url, full_file, memory_file, new_customers=False)]
         try:
-            targets.append(measure("into an empty database", args.empty_database_url, full_file, memory_file))
+            targets.append(
+                measure("into an empty database", args.empty_database_url, full_file, memory_file, new_customers=True)
+            )
         finally:
             empty_again(args.empty_database_url)
     text = report(
