@@ -219,7 +219,14 @@ def writes_bound(url: str, path: Path, *, new_customers: bool, jobs: int = 2) ->
     into a temporary table, those statements and the foreign-key checks a commit runs, in one
     transaction that is rolled back."""
 
-    def share_write(share: int) -> int:
+    def share_write(share: int) -> tuple[int, int, int]:
+        try:
+            return share_written(share)
+        except BaseException:
+            barrier.abort()  # the other connections stop waiting for this one
+            raise
+
+    def share_written(share: int) -> tuple[int, int, int]:
         with psycopg.connect(url) as conn:
             types = column_types(conn)
             columns = ", ".join(f"{name} {types[f'{table}.{column}']}" for name, table, column in COLUMNS)
@@ -242,7 +249,7 @@ def writes_bound(url: str, path: Path, *, new_customers: bool, jobs: int = 2) ->
             return rows, purchases, items
 
     written_at: list[float] = []  # when the last share was written (the rollbacks are not timed)
-    barrier = threading.Barrier(jobs, action=lambda: written_at.append(time.perf_counter()), timeout=3600)
+    barrier = threading.Barrier(jobs, action=lambda: written_at.append(time.perf_counter()))
     started = time.perf_counter()
     with ThreadPoolExecutor(jobs) as pool:
         shares = list(pool.map(share_write, range(jobs)))
