@@ -117,22 +117,23 @@ class Copied:
     rows: int
 
 
-def column_types(conn: psycopg.Connection) -> dict[str, str]:
-    """'table.column' -> its SQL type, for the tables the file's columns go to."""
-    return dict(
+def copy_columns(conn: psycopg.Connection) -> str:
+    """The COPY table's column definitions: each of the file's columns with the SQL type of the
+    table column it goes to."""
+    types = dict(
         conn.execute(
             "SELECT attrelid::regclass::text || '.' || attname, format_type(atttypid, atttypmod) "
             "FROM pg_attribute WHERE attrelid = ANY(%s::regclass[]) AND attnum > 0",
             [sorted({table for _, table, _ in COLUMNS})],
         ).fetchall()
     )
+    return ", ".join(f"{name} {types[f'{table}.{column}']}" for name, table, column in COLUMNS)
 
 
 def copy_bound(url: str, path: Path) -> Copied:
     """COPY the file into a plain table of the same columns (created, committed, dropped)."""
     with psycopg.connect(url, autocommit=True) as conn:
-        types = column_types(conn)
-        columns = ", ".join(f"{name} {types[f'{table}.{column}']}" for name, table, column in COLUMNS)
+        columns = copy_columns(conn)
         conn.execute(f"DROP TABLE IF EXISTS {COPY_TABLE}")
         conn.execute(f"CREATE TABLE {COPY_TABLE} ({columns})")
         try:
@@ -228,8 +229,7 @@ def writes_bound(url: str, path: Path, *, new_customers: bool, jobs: int = 2) ->
 
     def share_written(share: int) -> tuple[int, int, int]:
         with psycopg.connect(url) as conn:
-            types = column_types(conn)
-            columns = ", ".join(f"{name} {types[f'{table}.{column}']}" for name, table, column in COLUMNS)
+            columns = copy_columns(conn)
             mine = f"abs(hashtext({{column}})) % {jobs} = {share}"  # this connection's customers
             with conn.transaction(force_rollback=True), conn.cursor() as cur:
                 cur.execute(f"CREATE TEMPORARY TABLE {COPY_TABLE} ({columns}) ON COMMIT DROP")
@@ -382,8 +382,8 @@ def server_settings(url: str) -> str:
 def report(
     targets: list[Target], *, lines: int, orders: int, memory_lines: int, data_set: tuple[int, int], server: str
 ) -> str:
-    def cells(render) -> str:
-        return " | ".join(render(target) for target in targets)
+    def row(label: str, render, goal: str = "") -> str:
+        return f"| {label} | " + " | ".join(render(target) for target in targets) + f" | {goal} |"
 
     rate = {target.name: lines / target.full.seconds for target in targets}
     copy_rate = {target.name: target.copied.rows / target.copied.seconds for target in targets}
@@ -392,35 +392,36 @@ def report(
     rows = [
         f"| measurement | {header} | goal |",
         "| --- |" + " ---: |" * len(targets) + " --- |",
-        "| `import_purchases` with its defaults (2 writers, batches of 5,000 orders) | "
-        + cells(
-            lambda t: f"{rate[t.name]:,.0f} lines/s ({orders / t.full.seconds:,.0f} orders/s), {t.full.seconds:.0f} s"
-        )
-        + f" | >= {GOAL_LINES_PER_SECOND:,} lines/s |",
-        "| COPY of the same file into a plain table of the same columns | "
-        + cells(lambda t: f"{copy_rate[t.name]:,.0f} lines/s, {t.copied.seconds:.1f} s")
-        + " | |",
-        "| COPY is faster by | "
-        + cells(lambda t: f"{copy_rate[t.name] / rate[t.name]:.0f}x")
-        + f" | within {GOAL_COPY_RATIO}x |",
-        "| the import's writes in bare SQL from the file, on 2 connections | "
-        + cells(lambda t: f"{sql_rate[t.name]:,.0f} lines/s, {t.written.seconds:.1f} s")
-        + " | |",
-        "| bare SQL is faster than the import by | "
-        + cells(lambda t: f"{sql_rate[t.name] / rate[t.name]:.2f}x")
-        + " | |",
-        "| COPY is faster than bare SQL by | "
-        + cells(lambda t: f"{copy_rate[t.name] / sql_rate[t.name]:.0f}x")
-        + " | |",
-        "| the import process: CPU time, peak RSS | "
-        + cells(lambda t: f"{t.full.cpu_seconds:.0f} s, {t.full.rss_mb:.0f} MB")
-        + " | flat in the file's size |",
-        f"| {memory_lines:,} other lines under tracemalloc: Python peak, peak RSS | "
-        + cells(lambda t: f"{t.memory.python_peak_mb:.1f} MB, {t.memory.rss_mb:.0f} MB")
-        + " | |",
-        "| machine load (1-minute average) at the import's start / end | "
-        + cells(lambda t: f"{t.full.load[0]:.1f} / {t.full.load[1]:.1f}")
-        + " | 2 cores |",
+        row(
+            "`import_purchases` with its defaults (2 writers, batches of 5,000 orders)",
+            lambda t: f"{rate[t.name]:,.0f} lines/s ({orders / t.full.seconds:,.0f} orders/s), {t.full.seconds:.0f} s",
+            f">= {GOAL_LINES_PER_SECOND:,} lines/s",
+        ),
+        row(
+            "COPY of the same file into a plain table of the same columns",
+            lambda t: f"{copy_rate[t.name]:,.0f} lines/s, {t.copied.seconds:.1f} s",
+        ),
+        row("COPY is faster by", lambda t: f"{copy_rate[t.name] / rate[t.name]:.0f}x", f"within {GOAL_COPY_RATIO}x"),
+        row(
+            "the import's writes in bare SQL from the file, on 2 connections",
+            lambda t: f"{sql_rate[t.name]:,.0f} lines/s, {t.written.seconds:.1f} s",
+        ),
+        row("bare SQL is faster than the import by", lambda t: f"{sql_rate[t.name] / rate[t.name]:.2f}x"),
+        row("COPY is faster than bare SQL by", lambda t: f"{copy_rate[t.name] / sql_rate[t.name]:.0f}x"),
+        row(
+            "the import process: CPU time, peak RSS",
+            lambda t: f"{t.full.cpu_seconds:.0f} s, {t.full.rss_mb:.0f} MB",
+            "flat in the file's size",
+        ),
+        row(
+            f"{memory_lines:,} other lines under tracemalloc: Python peak, peak RSS",
+            lambda t: f"{t.memory.python_peak_mb:.1f} MB, {t.memory.rss_mb:.0f} MB",
+        ),
+        row(
+            "machine load (1-minute average) at the import's start / end",
+            lambda t: f"{t.full.load[0]:.1f} / {t.full.load[1]:.1f}",
+            "2 cores",
+        ),
     ]
     intro = (
         "## CSV imports\n\n"
